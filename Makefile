@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 app: install
 	$(BIN)/assistant ingest
-	$(BIN)/assistant papers --limit 10
+	$(BIN)/assistant ask "How does DoViT reduce the cost of semantic segmentation, and what does it lose?"
 
 test: install
 	$(BIN)/ruff check .

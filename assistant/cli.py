@@ -20,7 +20,7 @@ from .config import Settings, get_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)  # messages keep file paths on one line
-out = Console()
+out = Console(soft_wrap=True)
 
 
 class UserError(Exception):
@@ -52,7 +52,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug 
         stream=sys.stderr,
     )
     # Third-party chatter (HTTP request lines, telemetry notices) is noise at INFO.
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3"):
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -152,6 +152,222 @@ def papers(
         authors = ", ".join(p.authors[:3]) + (" et al." if p.authors_truncated or len(p.authors) > 3 else "")
         table.add_row(str(p.year or "?"), p.category or "", p.title, authors)
     out.print(table)
+
+
+def _filters_from_options(year_from, year_to, category, author):
+    from .filters import Filters
+
+    f = Filters(year_from=year_from, year_to=year_to, category=category, author=author)
+    try:
+        f.validate()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return None if f.is_empty() else f
+
+
+def _start_assistant(settings: Settings):
+    from .answer import Assistant
+    from .llm import LLMError
+    from .store import StoreError
+
+    console.print("starting: loading the store and the embedder, starting the LLM …", style="dim")
+    try:
+        assistant = Assistant.from_settings(settings)
+    except (StoreError, LLMError) as exc:
+        raise _fail(str(exc)) from None
+    for role, what in assistant.describe().items():
+        console.print(f"{role}: {what}", style="dim", highlight=False)
+    if not assistant.retriever.papers:
+        assistant.close()
+        raise _fail("the store is empty: run `assistant ingest` first")
+    return assistant
+
+
+def _print_answer_stream(assistant, question: str, history: list[dict] | None, **kw):
+    """Stream one answer to the terminal, then its checked references. Returns the Answer or None."""
+    from .answer import QuestionError
+
+    answer = None
+    streamed = ""
+    try:
+        for event in assistant.stream(question, history, **kw):
+            if event.kind == "status":
+                console.print(f"… {event.data}", style="dim", highlight=False)
+            elif event.kind == "token":
+                streamed += event.data
+                out.print(event.data, end="", highlight=False, markup=False, soft_wrap=True)
+            else:
+                answer = event.data
+    except QuestionError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return None
+    out.print()
+    if answer is None:
+        return None
+    if answer.error:
+        console.print(
+            f"[bold red]error:[/] {answer.error}" + (" (answer incomplete)" if answer.incomplete else ""),
+            highlight=False,
+        )
+    if answer.text.strip() != streamed.strip():
+        # citations were checked after streaming: show the corrected text
+        out.print("\n[bold]checked answer:[/]")
+        out.print(answer.text, highlight=False, markup=False, soft_wrap=True)
+    if answer.standalone_query != answer.question:
+        console.print(f"searched: {answer.standalone_query}", style="dim", highlight=False)
+    if answer.filters_applied != "none":
+        console.print(f"filters: {answer.filters_applied}", style="dim", highlight=False)
+    if answer.refused and answer.possibly_related:
+        out.print("\n[bold]possibly related:[/]")
+        for title in answer.possibly_related:
+            out.print(f"  - {title}", highlight=False, markup=False)
+    if answer.citations:
+        out.print("\n[bold]references:[/]")
+        for c in answer.citations:
+            authors = ", ".join(c.authors[:3]) + (" et al." if len(c.authors) > 3 else "")
+            out.print(
+                f"[{c.n}] {c.title} — {authors or 'unknown authors'} ({c.year or 'n.d.'})",
+                highlight=False,
+                markup=False,
+            )
+            out.print(f"     evidence: {c.evidence}", style="dim", highlight=False, markup=False)
+    t = answer.timings
+    console.print(
+        f"{answer.model} · {answer.prompt_tokens}+{answer.completion_tokens} tokens · "
+        f"first token {t.get('ttft_s', 0):.1f}s · total {t.get('total_s', 0):.1f}s",
+        style="dim",
+        highlight=False,
+    )
+    return answer
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="A question about the papers.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer object as JSON.")] = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Papers given to the model.")] = None,
+    year_from: Annotated[int | None, typer.Option("--year-from", help="Earliest year (inclusive).")] = None,
+    year_to: Annotated[int | None, typer.Option("--year-to", help="Latest year (inclusive).")] = None,
+    category: Annotated[str | None, typer.Option(help="Category code, e.g. CV.")] = None,
+    author: Annotated[str | None, typer.Option(help="Author name substring.")] = None,
+) -> None:
+    """Answer one question with cited papers (or the refusal sentence when the corpus lacks the answer)."""
+    from .answer import QuestionError
+
+    settings = get_settings()
+    filters = _filters_from_options(year_from, year_to, category, author)
+    assistant = _start_assistant(settings)
+    try:
+        if as_json:
+            try:
+                answer = assistant.ask(question, filters=filters, top_k=top_k)
+            except QuestionError as exc:
+                raise _fail(str(exc)) from None
+            print(answer.model_dump_json(indent=2))
+            if answer.error:
+                raise typer.Exit(3)
+            return
+        answer = _print_answer_stream(assistant, question, None, filters=filters, top_k=top_k)
+        if answer is None:
+            raise typer.Exit(1)
+        if answer.error:
+            raise typer.Exit(3)
+    finally:
+        assistant.close()
+
+
+@app.command()
+def chat(
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Papers given to the model.")] = None,
+) -> None:
+    """Interactive chat with history: follow-ups ("how much faster is it?") are resolved. /new clears, /quit exits."""
+    settings = get_settings()
+    assistant = _start_assistant(settings)
+    history: list[dict] = []
+    try:
+        while True:
+            try:
+                question = input("\nyou> ")
+            except (EOFError, KeyboardInterrupt):
+                break
+            command = question.strip().lower()
+            if command in ("/quit", "/exit", "exit", "quit"):
+                break
+            if command == "/new":
+                history.clear()
+                console.print("history cleared", style="dim")
+                continue
+            if not command:
+                continue
+            answer = _print_answer_stream(assistant, question, history, top_k=top_k)
+            if answer is not None and not answer.error:
+                history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+    finally:
+        assistant.close()
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Option("--dataset", help="Question set (JSONL), e.g. evals/datasets/dev.jsonl.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: a timestamped folder in evals/runs/).")
+    ] = None,
+    retrieval_only: Annotated[
+        bool, typer.Option("--retrieval-only", help="Score retrieval only: no LLM, takes seconds.")
+    ] = False,
+    retriever: Annotated[
+        str | None,
+        typer.Option("--retriever", help="bm25, dense or hybrid (default: ASSISTANT_RETRIEVAL__MODE)."),
+    ] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="An earlier run folder: show the deltas against it.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+) -> None:
+    """Score the assistant on a question set: metrics.json, results.jsonl, report.md, report.png (evals/README.md)."""
+    from evals.runner import EvalError, cli_main
+
+    try:
+        run = cli_main(
+            dataset=dataset,
+            out=out_dir,
+            retrieval_only=retrieval_only,
+            retriever=retriever,
+            compare=compare,
+            limit=limit,
+            console=console,
+            stdout=out,
+        )
+    except EvalError as exc:
+        raise _fail(str(exc)) from None
+    if run.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command("ui")
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 7860,
+    share: Annotated[bool, typer.Option("--share", help="Also open a public gradio.live link (off by default).")] = (
+        False
+    ),
+) -> None:
+    """Serve the web app: cited chat with a sources panel, filters, corpus browser, uploads and evals.
+
+    The page is up at once; the embedded model starts in the background.
+    Set ASSISTANT_UI_USERNAME and ASSISTANT_UI_PASSWORD to require a login."""
+    from .ui import launch_app
+    from .ui.app import auth_from_env
+
+    try:
+        auth_from_env()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"serving on http://{host}:{port} (Ctrl-C stops); the model starts in the background", style="dim")
+    try:
+        launch_app(get_settings(), host=host, port=port, share=share)
+    except OSError as exc:
+        raise _fail(f"cannot serve on {host}:{port}: {exc}") from None
 
 
 @app.command("settings")

@@ -100,6 +100,9 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(30, ge=1, description="Chunks fetched from each retriever before fusion.")
     max_chunks_per_paper: int = Field(2, ge=1, description="Chunks of one paper kept after fusion.")
     rrf_k: int = Field(5, ge=1, description="Reciprocal-rank-fusion constant.")
+    name_weight: float = Field(
+        1.0, ge=0.0, description="Weight of exact method-name matches (DoViT, Gold-YOLO) in the fusion."
+    )
     dense_weight: float = Field(0.5, ge=0.0, description="Weight of the dense ranking in the fusion (BM25 has 1).")
     min_relevance: float = Field(
         0.2, description="Refuse without asking the model when the best dense cosine similarity is below this..."

@@ -1,0 +1,532 @@
+"""The answer pipeline: standalone query -> filters -> retrieval -> prompt -> streamed answer -> checked citations.
+
+`Assistant.stream()` yields events as they happen; `Assistant.ask()` returns the final `Answer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .cite import SourceText, check_citations, content_words
+from .config import Settings
+from .corpus import Paper
+from .filters import Filters
+from .prompts import REFUSAL, render
+from .retrieve import Hit, Retriever, filters_from_question
+from .text import split_sentences
+
+log = logging.getLogger(__name__)
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked as given (empty, too long); the message says why."""
+
+
+class Citation(BaseModel):
+    n: int = Field(description="The [n] marker in the answer text.")
+    paper_id: str
+    title: str
+    authors: list[str]
+    year: int | None
+    evidence: str = Field(description="The abstract sentence that supports the cited claim.")
+    attached: bool = Field(False, description="Added by post-hoc attribution, not written by the model.")
+
+
+class Context(BaseModel):
+    n: int
+    paper_id: str
+    title: str
+    authors: list[str]
+    year: int | None
+    category: str | None
+    text: str = Field(description="What the model was shown for this source.")
+    score: float
+    dense: float
+    bm25: float
+
+
+class Answer(BaseModel):
+    question: str
+    standalone_query: str
+    text: str
+    refused: bool = False
+    citations: list[Citation] = Field(default_factory=list)
+    contexts: list[Context] = Field(default_factory=list)
+    possibly_related: list[str] = Field(default_factory=list, description="Closest titles, given with a refusal.")
+    filters: Filters = Field(default_factory=Filters)
+    filters_applied: str = "none"
+    compared: list[str] = Field(default_factory=list, description="Methods compared, for comparison questions.")
+    not_found: list[str] = Field(default_factory=list, description="Compared methods no paper in the corpus names.")
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)
+    repair: dict[str, Any] = Field(default_factory=dict, description="Markers removed and citations attached.")
+    incomplete: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Event:
+    kind: Literal["status", "token", "answer"]
+    data: Any
+
+
+_PRONOUN = re.compile(
+    r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
+)
+_COMPARE = re.compile(
+    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|vs\.?|versus)\b", re.I
+)
+_METHOD_SPLIT = [
+    re.compile(
+        r"how (?:does|do|is|are) (?P<a>.+?) (?:differ|compare|contrast)\w* (?:from|to|with) (?P<b>.+?)[?.]?$", re.I
+    ),
+    re.compile(r"(?:difference|differences) between (?P<a>.+?) and (?P<b>.+?)[?.]?$", re.I),
+    re.compile(r"compare (?P<a>.+?) (?:and|with|to|against|vs\.?|versus) (?P<b>.+?)[?.:]?$", re.I),
+    re.compile(r"(?P<a>[^,.?:;]+?) (?:vs\.?|versus) (?P<b>[^,.?:;]+)", re.I),
+]
+
+
+_CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
+
+
+def comparison_targets(question: str) -> list[str]:
+    """The methods a comparative question names (two or more), or [] for other questions."""
+    if not _COMPARE.search(question):
+        return []
+    # judge only the last sentence that asks the comparison; earlier ones are background
+    sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
+    target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
+    for pattern in _METHOD_SPLIT:
+        m = pattern.search(target)
+        if m:
+            split = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+            parts = [*split.split(m.group("a")), *split.split(m.group("b"))]
+            cleaned = [re.sub(r"^(?:the|a|an)\s+", "", p.strip(" ,.?"), flags=re.I) for p in parts]
+            # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
+            cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
+            if len(cleaned) >= 2:
+                return cleaned[:4]
+    return []
+
+
+_TERM = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*(?: \d+(?:\.\d+)?\b)?")
+
+
+def salient_terms(text: str) -> list[str]:
+    """Method-like names (DoViT, Gold-YOLO, LAUDNet, ERNIE 5.0) in a text, first seen first."""
+    terms = []
+    for m in _TERM.finditer(text):
+        term = m.group(0)
+        if sum(ch.isupper() for ch in term) >= 2 and term not in {"AI", "ML", "OK"}:
+            terms.append(term)
+    return list(dict.fromkeys(terms))
+
+
+_REFERENCE = re.compile(
+    r"\b(?:(?P<poss>its|their)|it|they|them|(?:this|that|the) (?:method|model|approach|paper|work|technique))\b", re.I
+)
+
+
+def resolve_references(question: str, history: list[dict]) -> str:
+    """Replace the first pronoun of a follow-up with the method the conversation was about (no model needed)."""
+    terms = [t for m in reversed(history) if m["role"] == "user" for t in salient_terms(m["content"])]
+    terms += [t for m in reversed(history) for t in salient_terms(m["content"])]
+    if not terms:
+        last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+        return f"{question} {last_user}".strip()
+    name = terms[0]
+    m = _REFERENCE.search(question)
+    if not m:
+        return f"{question} ({name})"
+    replacement = f"{name}'s" if m.group("poss") else name
+    return question[: m.start()] + replacement + question[m.end() :]
+
+
+class Assistant:
+    def __init__(self, settings: Settings, retriever: Retriever, llm):
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+
+    @classmethod
+    def from_settings(cls, settings: Settings, llm=None, progress: bool = True) -> Assistant:
+        """Open the store, build the retriever, start (or reach) the LLM, and say which each one is."""
+        from .store import PaperStore
+
+        store = PaperStore(settings).open()
+        try:
+            retriever = Retriever(store, settings)
+            retriever.warm_up()
+            if llm is None:
+                from .llm import LLM
+
+                llm = LLM.from_settings(settings, progress=progress)
+        except BaseException:
+            store.close()
+            raise
+        log.info("embedder: %s", store.embedder.describe())
+        log.info("store: %s (%d papers)", store.describe(), len(retriever.papers))
+        return cls(settings, retriever, llm)
+
+    def describe(self) -> dict[str, str]:
+        store = self.retriever.store
+        return {"llm": self.llm.describe(), "embedder": store.embedder.describe(), "store": store.describe()}
+
+    def close(self) -> None:
+        self.llm.close()
+        self.retriever.store.close()
+
+    # -- public ---------------------------------------------------------------------------------
+    def ask(self, question: str, history: list[dict] | None = None, **kw) -> Answer:
+        answer = None
+        for event in self.stream(question, history, **kw):
+            if event.kind == "answer":
+                answer = event.data
+        assert answer is not None
+        return answer
+
+    def stream(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        filters: Filters | None = None,
+        top_k: int | None = None,
+    ) -> Iterator[Event]:
+        started = time.perf_counter()
+        question = self._validate(question)
+        history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
+        timings: dict[str, float] = {}
+
+        query = question
+        if history and self._looks_like_followup(question):
+            yield Event("status", "rewriting the follow-up into a standalone query")
+            t = time.perf_counter()
+            query = self.rewrite(question, history)
+            timings["rewrite_s"] = time.perf_counter() - t
+
+        papers = list(self.retriever.papers.values())
+        applied = filters_from_question(query, papers)
+        if filters is not None:
+            applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
+        try:
+            applied.validate()
+        except ValueError as exc:
+            raise QuestionError(str(exc)) from None
+
+        yield Event("status", f"searching: {query}")
+        t = time.perf_counter()
+        compared = comparison_targets(query)
+        hits, per_method = self._retrieve(query, applied, top_k, compared)
+        timings["retrieval_s"] = time.perf_counter() - t
+
+        answer = Answer(
+            question=question,
+            standalone_query=query,
+            text="",
+            filters=applied,
+            filters_applied=applied.describe(),
+            compared=compared,
+            not_found=[m for m in compared if per_method.get(m) is None],
+            model=self.llm.describe(),
+        )
+        if not hits or not self._relevant(hits):
+            answer.refused = True
+            answer.text = REFUSAL
+            answer.possibly_related = [h.paper.title for h in hits[:3]]
+            answer.contexts = self._contexts(hits, [])
+            timings["total_s"] = time.perf_counter() - started
+            answer.timings = timings
+            yield Event("token", REFUSAL)
+            yield Event("answer", answer)
+            return
+
+        sources = [self._source_text(hit, query) for hit in hits]
+        answer.contexts = self._contexts(hits, sources)
+        messages = self._messages(question, query, hits, sources, compared)
+        yield Event("status", f"answering from {len(hits)} papers")
+        text = ""
+        if compared:
+            # The per-method table is extracted from the abstracts (a 0.5B model cannot fill one reliably);
+            # the model writes the comparison prose under it.
+            text = comparison_table(compared, per_method, hits) + "\n\n"
+            yield Event("token", text)
+        t = time.perf_counter()
+        first = None
+        try:
+            for delta in self.llm.stream_chat(
+                messages, max_tokens=self.settings.llm.max_tokens, temperature=self.settings.llm.temperature
+            ):
+                if first is None:
+                    first = time.perf_counter()
+                text += delta
+                yield Event("token", delta)
+        except Exception as exc:  # LLMError subclasses carry a readable message
+            answer.error = str(exc)
+            answer.incomplete = True
+            log.warning("answer interrupted: %s", exc)
+        end = time.perf_counter()
+        timings["ttft_s"] = (first or end) - started
+        timings["generation_s"] = end - t
+        stats = getattr(self.llm, "last", None)
+        if stats is not None:
+            answer.prompt_tokens = stats.prompt_tokens or 0
+            answer.completion_tokens = stats.completion_tokens or 0
+        self._finish(answer, text, hits, table_rows=len(compared))
+        timings["total_s"] = time.perf_counter() - started
+        answer.timings = {k: round(v, 3) for k, v in timings.items()}
+        yield Event("answer", answer)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _validate(self, question: str) -> str:
+        if not isinstance(question, str):
+            raise QuestionError("The question must be text.")
+        cleaned = "".join(ch for ch in question if ch.isprintable() or ch in "\n\t").strip()
+        if not cleaned:
+            raise QuestionError("The question is empty: type a question about the papers.")
+        limit = self.settings.max_question_chars
+        if len(cleaned) > limit:
+            raise QuestionError(
+                f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it."
+            )
+        return cleaned
+
+    @staticmethod
+    def _looks_like_followup(question: str) -> bool:
+        return bool(_PRONOUN.search(question)) or len(question.split()) <= 5
+
+    def rewrite(self, question: str, history: list[dict]) -> str:
+        """A standalone query for a follow-up.
+
+        A pronoun with a named method in the conversation is resolved directly (instant, and more reliable
+        than a 0.5B model); otherwise the model rewrites, and its rewrite is checked against the conversation.
+        """
+        recent = history[-4:]
+        terms = list(dict.fromkeys(t for m in reversed(recent) for t in salient_terms(m["content"])))
+        if terms and _REFERENCE.search(question):
+            return resolve_references(question, recent)
+        convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in recent)
+        rewritten = ""
+        try:
+            reply = self.llm.chat(
+                [{"role": "user", "content": render("rewrite.md", history=convo, question=question)}],
+                max_tokens=64,
+                temperature=0.0,
+            )
+            rewritten = (reply.strip().splitlines() or [""])[0].strip().strip('"')
+        except Exception as exc:
+            log.warning("query rewrite failed, using a heuristic: %s", exc)
+        rewritten = re.sub(r"^(?:rewritten (?:question|query)\s*:\s*)", "", rewritten, flags=re.I).strip()
+        asked = content_words(_PRONOUN.sub(" ", question))
+        # accept a rewrite only if it keeps the question's words and names something from the conversation
+        keeps_question = not asked or len(asked & content_words(rewritten)) >= max(1, len(asked) // 2)
+        names_referent = not terms or any(t.lower() in rewritten.lower() for t in terms)
+        if rewritten and keeps_question and names_referent:
+            return rewritten
+        return resolve_references(question, recent)
+
+    def _retrieve(
+        self, query: str, filters: Filters, top_k: int | None, compared: list[str]
+    ) -> tuple[list[Hit], dict[str, Hit | None]]:
+        top_k = top_k or self.settings.retrieval.top_k
+        hits = self.retriever.search(query, top_k=top_k, filters=filters)
+        if not compared:
+            return hits, {}
+        # every compared method must be in the context: retrieve for each one separately
+        per_method: dict[str, Hit | None] = {}
+        chosen: dict[str, Hit] = {}
+        for target in compared:
+            found = self.retriever.search(target, top_k=3, filters=filters)
+            names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
+            if names:
+                # a named method must be named by the paper, else the corpus does not have it
+                found = [h for h in found if any(_mentions(h.paper, n) for n in names)]
+            hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
+            per_method[target] = hit
+            if hit is not None:
+                chosen.setdefault(hit.paper.id, hit)
+        # the compared papers alone make a shorter, clearer prompt; fill up only for methods not found
+        room = len(compared) if all(per_method.values()) else max(top_k, len(compared))
+        for hit in hits:
+            if len(chosen) >= room:
+                break
+            chosen.setdefault(hit.paper.id, hit)
+        return list(chosen.values()), per_method
+
+    def _relevant(self, hits: list[Hit]) -> bool:
+        """Refuse without calling the model when even the best hit is far from the question."""
+        return max(h.dense for h in hits) >= self.settings.retrieval.min_relevance or any(
+            h.bm25 >= self.settings.retrieval.min_bm25 for h in hits
+        )
+
+    def _source_text(self, hit: Hit, query: str) -> str:
+        """The sentences of a paper's abstract worth showing the model, in their original order."""
+        sentences = split_sentences(hit.paper.abstract)
+        budget = self.settings.retrieval.sentences_per_source
+        if budget <= 0 or len(sentences) <= budget:
+            return " ".join(sentences)
+        q = content_words(query)
+        scored = []
+        for i, s in enumerate(sentences):
+            words = content_words(s)
+            overlap = len(q & words) / (len(q) or 1)
+            has_number = 0.15 if re.search(r"\d", s) else 0.0
+            scored.append((overlap + has_number + (0.3 if i == 0 else 0.0), i))
+        keep = sorted(i for _, i in sorted(scored, reverse=True)[:budget])
+        return " ".join(sentences[i] for i in keep)
+
+    def _messages(self, question: str, query: str, hits: list[Hit], sources: list[str], compared: list[str]):
+        blocks = []
+        for n, (hit, text) in enumerate(zip(hits, sources, strict=True), start=1):
+            p = hit.paper
+            authors = ", ".join(p.authors[:3]) + (" et al." if p.authors_truncated or len(p.authors) > 3 else "")
+            blocks.append(
+                render(
+                    "source.md",
+                    n=n,
+                    title=p.title,
+                    authors=authors or "unknown authors",
+                    year=p.year or "n.d.",
+                    text=text,
+                )
+            )
+        system = render("system.md", max_sentences=self.settings.llm.max_sentences)
+        asked = query  # the model sees no history: give it the standalone form of a follow-up
+        if compared:
+            user = render("compare.md", sources="\n\n".join(blocks), question=asked, methods=" and ".join(compared))
+        else:
+            user = render("answer.md", sources="\n\n".join(blocks), question=asked)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _contexts(self, hits: list[Hit], sources: list[str]) -> list[Context]:
+        out = []
+        for n, hit in enumerate(hits, start=1):
+            p: Paper = hit.paper
+            out.append(
+                Context(
+                    n=n,
+                    paper_id=p.id,
+                    title=p.title,
+                    authors=p.authors,
+                    year=p.year,
+                    category=p.category,
+                    text=sources[n - 1] if sources else "",
+                    score=round(hit.score, 5),
+                    dense=round(hit.dense, 4),
+                    bm25=round(hit.bm25, 3),
+                )
+            )
+        return out
+
+    def _finish(self, answer: Answer, raw: str, hits: list[Hit], table_rows: int = 0) -> None:
+        prose = raw.split("\n\n", 1)[1] if table_rows and "\n\n" in raw else raw
+        if is_refusal(prose) and not table_rows:
+            self._refuse(answer, hits)
+            return
+        if table_rows and is_refusal(prose):
+            raw = raw.split("\n\n", 1)[0]  # keep the cited table, drop a refusal the model added under it
+        raw = strip_refusal(raw)
+        sources = [SourceText(n, h.paper.id, h.paper.abstract, h.paper.title) for n, h in enumerate(hits, start=1)]
+        checked = check_citations(raw, sources)
+        answer.text = checked.text
+        answer.repair = {
+            "removed_markers": checked.removed_markers,
+            "attached": checked.attached,
+            "repaired": checked.repaired,
+        }
+        for c in checked.citations:
+            p = hits[c.n - 1].paper
+            answer.citations.append(
+                Citation(
+                    n=c.n,
+                    paper_id=p.id,
+                    title=p.title,
+                    authors=p.authors,
+                    year=p.year,
+                    evidence=c.evidence,
+                    attached=c.attached,
+                )
+            )
+        if not answer.citations and not answer.incomplete:
+            # an answer that cites nothing and matches no source is not grounded: refuse instead
+            self._refuse(answer, hits)
+
+    @staticmethod
+    def _refuse(answer: Answer, hits: list[Hit]) -> None:
+        answer.refused = True
+        answer.text = REFUSAL
+        answer.citations = []
+        answer.possibly_related = [h.paper.title for h in hits[:3]]
+
+
+_GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}
+
+
+def _mentions(paper: Paper, name: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", f"{paper.title} {paper.abstract}", re.I) is not None
+
+
+_PROBLEM = re.compile(
+    r"\b(however|challeng|problem|suffer|limit|costly|expensive|difficult|bottleneck|remain|issue)", re.I
+)
+_APPROACH = re.compile(
+    r"\b(we (?:propose|introduce|present|develop|design|build)|(?:this|our) (?:paper|work|study) (?:propose|introduce"
+    r"|present)|called|dubbed|named)",
+    re.I,
+)
+_RESULT = re.compile(r"\b(achiev|outperform|attain|improv|reduc|surpass|gain|boost|exceed|speed)", re.I)
+
+
+def _result_signal(sentence: str) -> float:
+    """How much a sentence reads like a reported result: numbers, percentages, result verbs."""
+    return len(re.findall(r"\d+(?:\.\d+)?", sentence)) + 2 * sentence.count("%") + 3 * bool(_RESULT.search(sentence))
+
+
+def _cell(text: str, words: int = 28) -> str:
+    parts = text.replace("|", "/").split()
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
+def comparison_table(compared: list[str], per_method: dict[str, Hit | None], hits: list[Hit]) -> str:
+    """A markdown table, one cited row per compared method, cells taken from its abstract."""
+    number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
+    rows = ["| Method | Problem | Approach | Reported results |", "|---|---|---|---|"]
+    for method in compared:
+        hit = per_method.get(method)
+        if hit is None:
+            rows.append(f"| {_cell(method, 8)} | not found in the corpus | – | – |")
+            continue
+        sents = split_sentences(hit.paper.abstract) or [hit.paper.abstract]
+        problem = next((x for x in sents if _PROBLEM.search(x)), sents[0])
+        approach = next((x for x in sents if _APPROACH.search(x) and x != problem), sents[min(1, len(sents) - 1)])
+        result = max(reversed(sents), key=_result_signal)
+        n = number[hit.paper.id]
+        rows.append(f"| {_cell(method, 8)} [{n}] | {_cell(problem)} | {_cell(approach)} | {_cell(result)} [{n}] |")
+    return "\n".join(rows)
+
+
+_REFUSAL_WORDS = content_words(REFUSAL)
+
+
+def strip_refusal(text: str) -> str:
+    """Remove a refusal sentence the model appended after real content."""
+    return re.sub(re.escape(REFUSAL.rstrip(".")) + r"\.?", "", text, flags=re.I).strip()
+
+
+def is_refusal(text: str) -> bool:
+    """The model answered with the refusal sentence (possibly with small variations), not with content."""
+    lowered = " ".join(text.lower().split())
+    phrase = REFUSAL.lower().rstrip(".")
+    if lowered.startswith(phrase) or (phrase in lowered and len(lowered) < 2 * len(REFUSAL)):
+        return True
+    head = lowered[: len(REFUSAL) + 40]
+    words = content_words(head)
+    return len(_REFUSAL_WORDS & words) >= len(_REFUSAL_WORDS) - 1 and len(lowered) < 2 * len(REFUSAL)

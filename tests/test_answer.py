@@ -1,0 +1,162 @@
+"""The answer pipeline with a queued fake model on the real seed store (real retrieval, scripted LLM)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answer import Assistant, QuestionError
+from assistant.config import Settings
+from assistant.filters import Filters
+from assistant.llm import FakeLLM, LLMUnavailable
+from assistant.prompts import REFUSAL
+from assistant.retrieve import Retriever
+
+pytestmark = pytest.mark.slow
+
+DOVIT = "Dynamic Token-Pass Transformers for Semantic Segmentation"
+GOLD = "Gold-YOLO: Efficient Object Detector via Gather-and-Distribute Mechanism"
+
+
+@pytest.fixture(scope="module")
+def retriever(seed_store):
+    return Retriever(seed_store, seed_store.settings)
+
+
+@pytest.fixture
+def fake():
+    return FakeLLM()
+
+
+@pytest.fixture
+def assistant(retriever, fake):
+    return Assistant(Settings(data_dir=retriever.store.settings.data_dir), retriever, fake)
+
+
+def test_factoid_answer_is_cited_checked_and_carries_its_contexts(assistant, fake):
+    fake.enqueue(["DoViT cuts about 40% to 60% FLOPs [1][9]. ", "The mIoU drop stays within 0.8% for segmentation."])
+    a = assistant.ask("How much computation does DoViT save in semantic segmentation?")
+    assert not a.refused and a.contexts[0].title == DOVIT
+    assert a.repair["removed_markers"] == [9] and a.repair["attached"] == 1
+    assert "[9]" not in a.text and a.text.count("[1]") == 2
+    assert [c.title for c in a.citations] == [DOVIT]
+    assert "0.8%" in a.citations[0].evidence and not a.citations[0].attached
+    assert a.standalone_query == a.question and a.prompt_tokens > 0 and a.completion_tokens == 2
+    assert {"retrieval_s", "ttft_s", "generation_s", "total_s"} <= set(a.timings)
+    # the model saw numbered sources with title, authors and year, and the rules
+    system, user = fake.calls[0].messages
+    assert REFUSAL in system["content"] and "[1] " + DOVIT + " (Yuang Liu" in user["content"]
+
+
+def test_model_refusal_gives_the_phrase_no_citations_and_related_papers(assistant, fake):
+    fake.enqueue([REFUSAL])
+    a = assistant.ask("What mAP does YOLOv8 reach on COCO?")
+    assert a.refused and a.text == REFUSAL and a.citations == []
+    assert a.possibly_related and any("YOLO" in t for t in a.possibly_related)
+
+
+def test_off_corpus_question_is_refused_without_calling_the_model(assistant, fake):
+    a = assistant.ask("Can you give me a recipe for sourdough bread?")
+    assert a.refused and a.text == REFUSAL and a.citations == []
+    assert fake.calls == []
+
+
+def test_uncited_unsupported_answer_becomes_a_refusal(assistant, fake):
+    fake.enqueue(["Paris will be sunny tomorrow with light winds."])
+    a = assistant.ask("What does the weather look like for vision transformers tomorrow?")
+    assert a.refused and a.citations == []
+
+
+HISTORY = [
+    {"role": "user", "content": "What does DoViT do for semantic segmentation?"},
+    {"role": "assistant", "content": "It stops easy tokens early to save computation [1]."},
+]
+
+
+def test_follow_up_pronoun_is_resolved_to_the_method_from_history(assistant, fake):
+    fake.enqueue(["Throughput of ViT-L/B is more than 2x higher on Cityscapes [1]."])
+    a = assistant.ask("How much faster is it?", history=HISTORY)
+    assert a.standalone_query == "How much faster is DoViT?"
+    assert len(fake.calls) == 1  # resolved without a model call
+    assert "Question: How much faster is DoViT?" in fake.calls[0].messages[1]["content"]
+    assert a.contexts[0].title == DOVIT and a.citations[0].title == DOVIT
+
+
+def test_follow_up_without_a_named_method_is_rewritten_by_the_model(assistant, fake):
+    history = [
+        {"role": "user", "content": "Which paper stops easy tokens early in segmentation transformers?"},
+        {"role": "assistant", "content": "A dynamic token-pass transformer does that [1]."},
+    ]
+    fake.enqueue(["How much faster is the dynamic token-pass transformer for segmentation?"])  # the rewrite
+    fake.enqueue(["Throughput of ViT-L/B is more than 2x higher on Cityscapes [1]."])
+    a = assistant.ask("How much faster is it?", history=history)
+    assert a.standalone_query == "How much faster is the dynamic token-pass transformer for segmentation?"
+    assert "Follow-up question: How much faster is it?" in fake.calls[0].messages[0]["content"]
+    assert a.contexts[0].title == DOVIT
+
+
+def test_model_rewrite_that_drops_the_question_falls_back_to_the_conversation(assistant, fake):
+    history = [
+        {"role": "user", "content": "Which paper stops easy tokens early in segmentation transformers?"},
+        {"role": "assistant", "content": "A dynamic token-pass transformer does that [1]."},
+    ]
+    fake.enqueue(["Which paper stops easy tokens early in segmentation transformers?"])  # lost "faster"
+    fake.enqueue(["Throughput of ViT-L/B is more than 2x higher on Cityscapes [1]."])
+    a = assistant.ask("How much faster is it?", history=history)
+    assert a.standalone_query.startswith("How much faster is it?") and "stops easy tokens" in a.standalone_query
+    assert a.contexts[0].title == DOVIT
+
+
+def test_comparison_retrieves_each_method_and_answers_with_a_cited_table(assistant, fake):
+    fake.enqueue(["Gold-YOLO targets real-time detection [1], ", "while DoViT cuts segmentation cost [2]."])
+    a = assistant.ask("Compare Gold-YOLO and DoViT")
+    assert a.compared == ["Gold-YOLO", "DoViT"] and a.not_found == []
+    assert [c.title for c in a.contexts] == [GOLD, DOVIT]  # one retrieval per method, nothing else
+    assert "Gold-YOLO and DoViT" in fake.calls[0].messages[1]["content"]
+    table, prose = a.text.split("\n\n", 1)
+    rows = table.splitlines()
+    assert rows[0] == "| Method | Problem | Approach | Reported results |"
+    assert rows[2].startswith("| Gold-YOLO [1] |") and "39.9% AP" in rows[2]
+    assert rows[3].startswith("| DoViT [2] |") and "FLOPs" in rows[3]
+    assert prose.startswith("Gold-YOLO targets real-time detection [1]")
+    assert [c.title for c in a.citations] == [GOLD, DOVIT]
+
+
+def test_comparison_with_a_method_missing_from_the_corpus_says_so(assistant, fake):
+    fake.enqueue(["DoViT saves 40% to 60% FLOPs [1]."])
+    a = assistant.ask("How does YOLOv8 differ from DoViT?")
+    assert a.not_found == ["YOLOv8"]
+    assert "| YOLOv8 | not found in the corpus |" in a.text
+    assert DOVIT in [c.title for c in a.citations]
+
+
+def test_explicit_and_given_filters_restrict_the_contexts(assistant, fake):
+    fake.default = "Knowledge distillation is studied [1]."
+    a = assistant.ask("Which knowledge distillation papers did Yuang Liu publish in 2021?")
+    assert a.filters.author == "Yuang Liu" and a.filters.year_from == a.filters.year_to == 2021
+    assert a.contexts and all(c.year == 2021 and "Yuang Liu" in c.authors for c in a.contexts)
+    assert "2021" in a.filters_applied and "Yuang Liu" in a.filters_applied
+    a = assistant.ask("knowledge distillation", filters=Filters(year_from=2023, year_to=2023))
+    assert a.contexts and all(c.year == 2023 for c in a.contexts)
+    with pytest.raises(QuestionError, match="start is after the end"):
+        assistant.ask("distillation", filters=Filters(year_from=2024, year_to=2020))
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\x00\x01"])
+def test_empty_questions_are_rejected_with_a_message(assistant, fake, question):
+    with pytest.raises(QuestionError, match="empty"):
+        assistant.ask(question)
+    assert fake.calls == []
+
+
+def test_huge_question_is_rejected_with_the_limit(assistant, fake):
+    with pytest.raises(QuestionError, match="limit is 4,000"):
+        assistant.ask("x" * 100_000)
+
+
+def test_llm_failure_mid_answer_is_marked_incomplete_and_the_next_question_works(assistant, fake):
+    fake.enqueue(["DoViT reduces FLOPs ", LLMUnavailable("the LLM server at http://127.0.0.1:1/v1 is unreachable")])
+    a = assistant.ask("How much computation does DoViT save?")
+    assert a.incomplete and "unreachable" in a.error and a.text.startswith("DoViT reduces FLOPs")
+    fake.enqueue(["DoViT reduces about 40% to 60% FLOPs [1]."])
+    b = assistant.ask("How much computation does DoViT save?")
+    assert not b.incomplete and b.error is None and b.citations

@@ -1,0 +1,63 @@
+"""End to end with the real embedded model (llama.cpp, Qwen2.5-Coder-0.5B) on the real seed store."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answer import Assistant
+from assistant.config import Settings
+from assistant.prompts import REFUSAL
+from assistant.retrieve import Retriever
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+GOLD = "Gold-YOLO: Efficient Object Detector via Gather-and-Distribute Mechanism"
+DAMO = "DAMO-YOLO : A Report on Real-Time Object Detection Design"
+DOVIT = "Dynamic Token-Pass Transformers for Semantic Segmentation"
+
+
+@pytest.fixture(scope="module")
+def real(seed_store, tmp_path_factory):
+    from assistant.llm import LLM
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("llm-data"))
+    settings.llm.temperature = 0.0  # repeatable answers
+    llm = LLM.from_settings(settings, progress=False)
+    assistant = Assistant(settings, Retriever(seed_store, settings), llm)
+    yield assistant
+    llm.close()
+
+
+def test_factoid_cites_the_right_paper(real):
+    a = real.ask("What AP does Gold-YOLO-N reach on COCO, and at what speed?")
+    assert not a.refused and a.error is None
+    assert GOLD in [c.title for c in a.citations]
+    assert "39.9" in a.text
+    assert a.prompt_tokens > 200 and a.completion_tokens > 5 and a.timings["ttft_s"] > 0
+    assert all(c.evidence and c.evidence in real.retriever.papers[c.paper_id].abstract for c in a.citations)
+
+
+def test_comparison_cites_both_papers(real):
+    a = real.ask("Compare Gold-YOLO and DAMO-YOLO")
+    cited = [c.title for c in a.citations]
+    assert GOLD in cited and DAMO in cited
+    assert a.text.startswith("| Method | Problem | Approach | Reported results |")
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What mAP does YOLOv8 achieve on COCO?", "Who won the 2022 FIFA World Cup?"],
+)
+def test_off_corpus_question_is_refused_without_citations(real, question):
+    a = real.ask(question)
+    assert a.refused and a.text == REFUSAL and a.citations == []
+    assert a.possibly_related
+
+
+def test_follow_up_resolves_it(real):
+    first = real.ask("What does DoViT do for semantic segmentation?")
+    assert DOVIT in [c.title for c in first.citations]
+    history = [{"role": "user", "content": first.question}, {"role": "assistant", "content": first.text}]
+    a = real.ask("How much faster is it?", history=history)
+    assert "DoViT" in a.standalone_query
+    assert DOVIT in [c.title for c in a.citations]
