@@ -1,5 +1,5 @@
 # Two entry points, both from a fresh clone (see README):
-#   make app   - install, ingest the seed corpus, start the assistant
+#   make app   - install, ingest the seed corpus, open the web app on http://127.0.0.1:7860
 #   make test  - install (with dev extras) and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 app: install
 	$(BIN)/assistant ingest
-	$(BIN)/assistant ask "How does DoViT reduce the cost of semantic segmentation, and what does it lose?"
+	$(BIN)/assistant ui
 
 test: install
 	$(BIN)/ruff check .

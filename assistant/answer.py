@@ -18,6 +18,7 @@ from .cite import SourceText, check_citations, content_words
 from .config import Settings
 from .corpus import Paper
 from .filters import Filters
+from .llm import estimate_tokens
 from .prompts import REFUSAL, render
 from .retrieve import Hit, Retriever, filters_from_question
 from .text import split_sentences
@@ -105,6 +106,7 @@ def comparison_targets(question: str) -> list[str]:
     # judge only the last sentence that asks the comparison; earlier ones are background
     sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
     target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
+    target = target.split(":")[0] if _COMPARE.search(target.split(":")[0]) else target  # "Compare A and B: which …"
     for pattern in _METHOD_SPLIT:
         m = pattern.search(target)
         if m:
@@ -131,8 +133,11 @@ def salient_terms(text: str) -> list[str]:
     return list(dict.fromkeys(terms))
 
 
+_NUMERIC_QUESTION = re.compile(r"\b(how (?:much|many|fast|large|big)|what (?:accuracy|speed|score)|\d)", re.I)
 _REFERENCE = re.compile(
-    r"\b(?:(?P<poss>its|their)|it|they|them|(?:this|that|the) (?:method|model|approach|paper|work|technique))\b", re.I
+    r"\b(?:(?P<poss>its|their)|it|they|them|(?:this|that|the) (?:method|model|approach|paper|work|technique|agent"
+    r"|framework|system|network|detector|architecture|algorithm))\b",
+    re.I,
 )
 
 
@@ -213,19 +218,9 @@ class Assistant:
             query = self.rewrite(question, history)
             timings["rewrite_s"] = time.perf_counter() - t
 
-        papers = list(self.retriever.papers.values())
-        applied = filters_from_question(query, papers)
-        if filters is not None:
-            applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
-        try:
-            applied.validate()
-        except ValueError as exc:
-            raise QuestionError(str(exc)) from None
-
         yield Event("status", f"searching: {query}")
         t = time.perf_counter()
-        compared = comparison_targets(query)
-        hits, per_method = self._retrieve(query, applied, top_k, compared)
+        applied, compared, hits, per_method = self._plan(query, filters, top_k)
         timings["retrieval_s"] = time.perf_counter() - t
 
         answer = Answer(
@@ -249,7 +244,7 @@ class Assistant:
             yield Event("answer", answer)
             return
 
-        sources = [self._source_text(hit, query) for hit in hits]
+        sources = self._source_texts(hits, query)
         answer.contexts = self._contexts(hits, sources)
         messages = self._messages(question, query, hits, sources, compared)
         yield Event("status", f"answering from {len(hits)} papers")
@@ -285,7 +280,26 @@ class Assistant:
         answer.timings = {k: round(v, 3) for k, v in timings.items()}
         yield Event("answer", answer)
 
+    def build_messages(self, question: str, filters: Filters | None = None, top_k: int | None = None) -> list[dict]:
+        """The exact prompt `stream()` sends for a question without history (benchmarks compare against it)."""
+        question = self._validate(question)
+        _applied, compared, hits, _ = self._plan(question, filters, top_k)
+        return self._messages(question, question, hits, self._source_texts(hits, question), compared)
+
     # -- steps ----------------------------------------------------------------------------------
+    def _plan(self, query: str, filters: Filters | None, top_k: int | None):
+        """Filters (explicit ones in the question + given ones), comparison targets, and the retrieved papers."""
+        applied = filters_from_question(query, list(self.retriever.papers.values()))
+        if filters is not None:
+            applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
+        try:
+            applied.validate()
+        except ValueError as exc:
+            raise QuestionError(str(exc)) from None
+        compared = comparison_targets(query)
+        hits, per_method = self._retrieve(query, applied, top_k, compared)
+        return applied, compared, hits, per_method
+
     def _validate(self, question: str) -> str:
         if not isinstance(question, str):
             raise QuestionError("The question must be text.")
@@ -367,21 +381,42 @@ class Assistant:
             h.bm25 >= self.settings.retrieval.min_bm25 for h in hits
         )
 
-    def _source_text(self, hit: Hit, query: str) -> str:
-        """The sentences of a paper's abstract worth showing the model, in their original order."""
-        sentences = split_sentences(hit.paper.abstract)
-        budget = self.settings.retrieval.sentences_per_source
-        if budget <= 0 or len(sentences) <= budget:
-            return " ".join(sentences)
+    def _source_texts(self, hits: list[Hit], query: str) -> list[str]:
+        """What the model sees of each paper: its sentences that bear on the question, within a token budget.
+
+        Prefill dominates answer latency on a CPU (~270 prompt tokens/s), so the model gets every source's
+        best sentence first, then the next best sentences across sources (higher-ranked papers first) until
+        ``retrieval.context_tokens`` is spent. Sentences keep their order inside an abstract.
+        """
+        cfg = self.settings.retrieval
+        per_source = [split_sentences(h.paper.abstract) or [h.paper.abstract] for h in hits]
+        if cfg.context_tokens <= 0:
+            return [" ".join(sents) for sents in per_source]
         q = content_words(query)
-        scored = []
-        for i, s in enumerate(sentences):
-            words = content_words(s)
-            overlap = len(q & words) / (len(q) or 1)
-            has_number = 0.15 if re.search(r"\d", s) else 0.0
-            scored.append((overlap + has_number + (0.3 if i == 0 else 0.0), i))
-        keep = sorted(i for _, i in sorted(scored, reverse=True)[:budget])
-        return " ".join(sentences[i] for i in keep)
+        numeric = bool(_NUMERIC_QUESTION.search(query))
+        ranked: list[tuple[float, int, int]] = []  # (score, source, sentence)
+        for si, sents in enumerate(per_source):
+            for i, sent in enumerate(sents):
+                words = content_words(sent)
+                score = len(q & words) / (len(q) or 1)
+                score += 0.2 * (i == 0) + (0.2 if numeric and re.search(r"\d", sent) else 0.0)
+                ranked.append((score / (1 + 0.15 * si), si, i))
+        ranked.sort(key=lambda r: -r[0])
+        chosen: list[set[int]] = [set() for _ in hits]
+        used = 0
+        for _score, si, i in ranked:  # every source gets its best sentence
+            if not chosen[si]:
+                chosen[si].add(i)
+                used += estimate_tokens(per_source[si][i])
+        for _score, si, i in ranked:
+            if i in chosen[si] or len(chosen[si]) >= cfg.sentences_per_source:
+                continue
+            cost = estimate_tokens(per_source[si][i])
+            if used + cost > cfg.context_tokens:
+                continue
+            chosen[si].add(i)
+            used += cost
+        return [" ".join(sents[i] for i in sorted(keep)) for sents, keep in zip(per_source, chosen, strict=True)]
 
     def _messages(self, question: str, query: str, hits: list[Hit], sources: list[str], compared: list[str]):
         blocks = []
@@ -455,8 +490,9 @@ class Assistant:
                     attached=c.attached,
                 )
             )
-        if not answer.citations and not answer.incomplete:
-            # an answer that cites nothing and matches no source is not grounded: refuse instead
+        words_outside_markers = re.sub(r"\[\d+\]|[\W\d_]+", " ", answer.text).split()
+        if (not answer.citations or not words_outside_markers) and not answer.incomplete:
+            # an answer that cites nothing, or is nothing but markers, is not grounded: refuse instead
             self._refuse(answer, hits)
 
     @staticmethod

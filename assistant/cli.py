@@ -32,6 +32,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _require_store(settings: Settings) -> None:
+    """Commands that only read never create a store: a missing one is reported with what to do."""
+    if settings.store.chroma_url or settings.chroma_dir.is_dir() or (settings.data_dir / "store.lock").exists():
+        return  # a store that another process is creating holds the lock: opening it says so
+    raise _fail(
+        f"there is no paper store in {settings.data_dir} yet: run `assistant ingest` first "
+        "(or set ASSISTANT_DATA_DIR to the folder that holds the store)"
+    )
+
+
 def _open_store(settings: Settings):
     from .store import PaperStore, StoreError
 
@@ -129,11 +139,15 @@ def papers(
         filters.validate()
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    _require_store(settings)
     store = _open_store(settings)
     try:
-        rows = [p for p in store.papers() if filters.matches(p)]
+        stored = store.papers()
     finally:
         store.close()
+    if not stored:
+        console.print("the store is empty: run `assistant ingest` first", style="yellow", highlight=False)
+    rows = [p for p in stored if filters.matches(p)]
     if search:
         rows = [p for p in rows if search.casefold() in p.title.casefold()]
     rows.sort(key=lambda p: (-(p.year or 0), p.title.casefold()))
@@ -170,6 +184,7 @@ def _start_assistant(settings: Settings):
     from .llm import LLMError
     from .store import StoreError
 
+    _require_store(settings)
     console.print("starting: loading the store and the embedder, starting the LLM …", style="dim")
     try:
         assistant = Assistant.from_settings(settings)
@@ -252,10 +267,14 @@ def ask(
     author: Annotated[str | None, typer.Option(help="Author name substring.")] = None,
 ) -> None:
     """Answer one question with cited papers (or the refusal sentence when the corpus lacks the answer)."""
-    from .answer import QuestionError
+    from .answer import Assistant, QuestionError
 
     settings = get_settings()
     filters = _filters_from_options(year_from, year_to, category, author)
+    try:  # an empty or over-long question is refused before the store, the embedder and the model are loaded
+        Assistant(settings, None, None)._validate(question)
+    except QuestionError as exc:
+        raise _fail(str(exc)) from None
     assistant = _start_assistant(settings)
     try:
         if as_json:
@@ -356,18 +375,41 @@ def ui(
 
     The page is up at once; the embedded model starts in the background.
     Set ASSISTANT_UI_USERNAME and ASSISTANT_UI_PASSWORD to require a login."""
-    from .ui import launch_app
-    from .ui.app import auth_from_env
+    from .ui.backend import auth_from_env
 
     try:
         auth_from_env()
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    from .ui import launch_app  # imports Gradio: after the quick checks
+
     console.print(f"serving on http://{host}:{port} (Ctrl-C stops); the model starts in the background", style="dim")
     try:
         launch_app(get_settings(), host=host, port=port, share=share)
     except OSError as exc:
         raise _fail(f"cannot serve on {host}:{port}: {exc}") from None
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="CI-sized run: fewer questions, no 100k corpus.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the flat JSON results here.")] = None,
+) -> None:
+    """Measure ingest, retrieval (seed/10k/100k papers), answer latency and memory against the raw engines."""
+    from evals.bench import run_bench
+
+    settings = get_settings()
+    results = run_bench(settings, quick=quick, log=lambda m: console.print(f"… {m}", style="dim", highlight=False))
+    table = Table(title="bench" + (" (quick)" if quick else ""), show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        table.add_row(key, str(value))
+    out.print(table)
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(results, indent=2) + "\n")
+        console.print(f"wrote {out_file}", highlight=False)
 
 
 @app.command("settings")

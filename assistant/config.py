@@ -73,7 +73,12 @@ class LLMSettings(BaseModel):
     max_tokens: int = Field(512, ge=16, description="Upper bound on generated tokens per answer.")
     temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
     max_sentences: int = Field(6, ge=1, description="Sentence budget the prompt asks the model to keep to.")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds before an LLM request is abandoned with an error.")
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds the LLM may stay silent before a request is abandoned with an error "
+        "(a remote endpoint is retried once, so at most about twice this).",
+    )
     startup_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for the embedded server to be healthy.")
     threads: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="CPU threads for the embedded server."
@@ -108,8 +113,11 @@ class RetrievalSettings(BaseModel):
         0.2, description="Refuse without asking the model when the best dense cosine similarity is below this..."
     )
     min_bm25: float = Field(4.5, description="...and no chunk's BM25 score reaches this (see README: calibration).")
-    sentences_per_source: int = Field(
-        6, ge=0, description="Abstract sentences per source shown to the model, most relevant first; 0 = all."
+    sentences_per_source: int = Field(6, ge=1, description="Most abstract sentences shown to the model per source.")
+    context_tokens: int = Field(
+        1400,
+        ge=0,
+        description="Token budget for source text in the prompt (every source keeps its best sentence); 0 = no limit.",
     )
 
 
@@ -125,6 +133,9 @@ class Settings(BaseSettings):
     seeds_dir: Path = Field(SEEDS_DIR, description="Corpus ingested by default (the committed seed pages).")
     log_level: str = Field("INFO", description="Logging level.")
     max_question_chars: int = Field(4000, ge=10, description="Longer questions are rejected with a message.")
+    ui_username: str | None = Field(None, description="Web app login name; with ui_password, the app asks to log in.")
+    ui_password: SecretStr | None = Field(None, description="Web app password (set both or neither).")
+    ui_max_upload_mb: float = Field(20.0, gt=0, description="Largest file the web app accepts for upload, in MB.")
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)

@@ -602,6 +602,19 @@ def detect_layout(text: str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _strip_controls(text: str) -> str:
+    """``text`` without control characters (NUL, BEL, terminal escapes...); whitespace controls become spaces.
+
+    They would reach the terminal (``assistant papers``), the prompt and the UI; none belongs in a record."""
+    if text.isprintable():
+        return text
+    return "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+
+
+def _has_controls(text: str) -> bool:
+    return not text.isprintable() and any(unicodedata.category(ch) == "Cc" and not ch.isspace() for ch in text)
+
+
 def _snippet(text: str, n: int = 60) -> str:
     text = clean_whitespace(text)
     return text if len(text) <= n else text[: n - 1] + "\u2026"
@@ -623,7 +636,7 @@ class _Sink:
         self.issues.append(ParseIssue(file=self.name, line=line, level="warning", message=message))
 
     def orphan(self, abstract: str, line: int) -> None:
-        abstract = clean_whitespace(abstract)
+        abstract = clean_whitespace(_strip_controls(abstract))
         if abstract:
             self.orphans.append((abstract, SourceRef(file=self.name, line=line)))
         else:
@@ -641,8 +654,11 @@ class _Sink:
         meta: Meta | None = None,
         **extra: Any,
     ) -> Paper | None:
-        title = clean_whitespace(title)
-        abstract = clean_whitespace(abstract)
+        if any(_has_controls(x) for x in (title, abstract, *(authors or []), *(affiliations or []))):
+            self.warn(line, "control characters removed from the record")
+            authors = [a for a in (_strip_controls(x).strip() for x in authors or []) if a]
+            affiliations = [a for a in (_strip_controls(x).strip() for x in affiliations or []) if a]
+        title, abstract = clean_whitespace(_strip_controls(title)), clean_whitespace(_strip_controls(abstract))
         if not title or not normalise_title(title):
             if abstract:
                 self.warn(line, "record has an abstract but no title; kept as an abstract-only record")
@@ -793,6 +809,16 @@ def _read_text_records(lines: list[tuple[int, str]], sink: _Sink, layout: str) -
             continue
         abstract = lines[j][1]
         prefixed = _abstract_prefixed(abstract)
+        if layout == LAYOUT_UNKNOWN and prefixed is None and not _looks_like_abstract(abstract):
+            # unrecognised text (code, notes, a CSV...) must not become papers: without a known layout,
+            # only a record whose abstract reads like one (300+ characters or 40+ words) is kept
+            sink.error(
+                start,
+                f"record {_snippet(title)!r} (title line {ln}): {_snippet(abstract)!r} is too "
+                "short for an abstract in a file of unknown layout; skipped",
+            )
+            i = j + 1
+            continue
         sink.add(
             start,
             title,

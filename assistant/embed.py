@@ -73,6 +73,7 @@ class Embedder:
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
         transformers.logging.set_verbosity_error()  # token-count calls on long texts warn needlessly
+        transformers.logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
         return HuggingFaceEmbedding(
             model_name=str(path),
             device="cpu",

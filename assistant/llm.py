@@ -8,6 +8,7 @@ messages, logs or reprs. ``FakeLLM`` has the same interface for tests.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import re
@@ -176,6 +177,8 @@ class LLM:
             llm = cls(base_url=s.base_url, model=s.model or "", api_key=s.api_key, max_retries=1, **common)
             if not s.model:
                 llm.model = llm._only_served_model()
+            else:
+                llm.check_model_served()
             log.info("LLM: %s", llm.describe())
             return llm
 
@@ -369,7 +372,8 @@ class LLM:
         url = safe_url(self._base_url)
         detail = redact(_server_message(exc), *self._secrets())
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-            return LLMUnavailable(f"no answer from {url} within {self.timeout_s:g}s (llm.timeout_s)")
+            tries = f"; tried {self.max_retries + 1} times" if self.max_retries else ""  # the SDK retries timeouts
+            return LLMUnavailable(f"no answer from {url} within {self.timeout_s:g}s (llm.timeout_s){tries}")
         if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
             if self._server is not None and not self._server.is_alive():
                 why = f"the embedded server (pid {self._server.pid}) is not running; see {self._server.log_path}"
@@ -401,6 +405,33 @@ class LLM:
         raise LLMModelNotFound(
             f"llm.model is not set and {safe_url(self._base_url)} serves {len(ids)} models "
             f"({', '.join(ids[:10]) or 'none'}); set llm.model / ASSISTANT_LLM__MODEL"
+        )
+
+    def check_model_served(self) -> None:
+        """Fail now if the endpoint lists its models and ``llm.model`` is not one of them.
+
+        Lenient servers (llama.cpp's ``llama_cpp.server``, some proxies) answer a request for an unknown
+        model with their default model instead of an error: without this check a typo would silently
+        use another model. A wrong key fails here too. An endpoint that is down, slow or cannot list
+        models is not judged here (the first question reports it, and works once the server is up).
+        """
+        url = safe_url(self._base_url)
+        try:
+            client = self._client.with_options(timeout=min(self.timeout_s, 10.0), max_retries=0)
+            ids = [m.id for m in client.models.list()]
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise self._translate(exc) from None
+        except (openai.APIError, httpx.TransportError) as exc:
+            log.info("cannot list the models of %s (%s); llm.model is not checked", url, type(exc).__name__)
+            return
+        wanted = self.model
+        if not ids or wanted in ids or f"{wanted}:latest" in ids:  # Ollama lists "name:latest" for "name"
+            return
+        if any("*" in i and fnmatch.fnmatchcase(wanted, i) for i in ids):  # proxies listing wildcard routes
+            return
+        raise LLMModelNotFound(
+            f"the server at {url} does not serve model {wanted!r} (it serves: {', '.join(ids[:10])}); "
+            "set llm.model / ASSISTANT_LLM__MODEL to one of them"
         )
 
 

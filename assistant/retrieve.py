@@ -71,6 +71,7 @@ _STEMMER = None
 def _tokenize(texts: list[str]):
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s forces DEBUG on its own logger at import
     global _STEMMER
     if _STEMMER is None:
         try:

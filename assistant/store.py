@@ -10,6 +10,7 @@ Chroma-backed llama-index index has an empty docstore).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -157,7 +158,10 @@ class PaperStore:
         try:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"Cannot create the data folder {self.settings.data_dir}: {exc.strerror}.") from exc
+            raise StoreError(
+                f"Cannot create the data folder {self.settings.data_dir}: {exc.strerror}. "
+                "Point ASSISTANT_DATA_DIR at a folder you can write to."
+            ) from exc
         if url:
             parsed = urlparse(url if "://" in url else f"http://{url}")
             try:
@@ -203,7 +207,15 @@ class PaperStore:
         try:
             fh = path.open("a+")
         except OSError as exc:
-            raise StoreError(f"Cannot use the store folder {self.settings.data_dir}: {exc.strerror}.") from exc
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(
+                    f"The store folder {self.settings.data_dir} is read-only ({exc.strerror}). Make it writable, or "
+                    "copy it to a writable folder and point ASSISTANT_DATA_DIR there; nothing in it was changed."
+                ) from None
+            raise StoreError(
+                f"Cannot use the store folder {self.settings.data_dir}: {exc.strerror}. "
+                "Point ASSISTANT_DATA_DIR at a folder you can write to."
+            ) from exc
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -328,15 +340,26 @@ class PaperStore:
 
     def ingest(self, papers: list[Paper], progress: bool = True) -> IngestReport:
         """Add new papers, update changed ones, leave identical ones alone (idempotent)."""
-        from .corpus import merge_papers
+        from .corpus import merge_papers, normalise_abstract
 
         started = time.perf_counter()
         report = IngestReport()
         state = self._state()
-        todo: list[Paper] = []
+        # A stored paper read again under a damaged or reworded title (invalid UTF-8, a typo) has the same
+        # abstract: it is merged into the stored one (as load_corpus merges within one run), not duplicated.
+        by_abstract = {
+            normalise_abstract(Paper.model_validate_json(entry["paper_json"]).abstract): pid
+            for pid, entry in state.items()
+            if entry.get("paper_json")
+        }
+        todo: dict[str, Paper] = {}
         stale_ids: list[str] = []
         for paper in papers:
-            prev = state.get(paper.id)
+            pid = paper.id if paper.id in state else by_abstract.get(normalise_abstract(paper.abstract), paper.id)
+            if pid in todo:  # a second record of the same paper in this call
+                todo[pid] = merge_papers(todo[pid], paper)
+                continue
+            prev = state.get(pid)
             if prev is not None and prev.get("paper_json"):
                 paper = merge_papers(Paper.model_validate_json(prev["paper_json"]), paper)
             complete = prev is not None and prev["chunks"] == set(range(prev["n_chunks"]))
@@ -348,10 +371,10 @@ class PaperStore:
             else:
                 report.updated += 1
                 stale_ids.extend(f"{paper.id}:{i}" for i in sorted(prev["chunks"]))
-            todo.append(paper)
+            todo[paper.id] = paper
 
         nodes: list[TextNode] = []
-        for paper in todo:
+        for paper in todo.values():
             nodes.extend(
                 chunk_paper(
                     paper,

@@ -228,7 +228,7 @@ def test_connection_refused_names_url_and_timeout():
 def test_planted_key_never_leaks(fake_api, caplog):
     root, _ = fake_api
     caplog.set_level(logging.DEBUG)  # includes openai / httpx / httpcore debug logging
-    settings = Settings(llm={"base_url": f"{root}/401/v1", "api_key": KEY, "model": "x", "timeout_s": 1})
+    settings = Settings(llm={"base_url": f"{root}/401/v1", "api_key": KEY, "model": "only-model", "timeout_s": 1})
     llm = LLM.from_settings(settings)
     texts = [llm.describe(), repr(llm), repr(settings), str(settings.llm)]
     for mode in ("401", "500", "404model"):
