@@ -162,7 +162,7 @@ def previous_run(
     ``retrieval_only`` restricts it to runs of that kind; ``exclude`` skips one folder (e.g. the run just made).
     """
     target = str(Path(dataset).resolve())
-    best: tuple[str, Path] | None = None
+    best: tuple[tuple[str, int], Path] | None = None
     for metrics_path in (runs_dir or RUNS_DIR).glob("*/metrics.json"):
         folder = metrics_path.parent
         if exclude is not None and folder.resolve() == Path(exclude).resolve():
@@ -175,7 +175,8 @@ def previous_run(
             continue
         if retrieval_only is not None and (run.get("mode") == "retrieval-only") != retrieval_only:
             continue
-        key = run.get("started") or ""
+        # "started" has second resolution: two runs in one second are ordered by when they finished
+        key = (run.get("started") or "", metrics_path.stat().st_mtime_ns)
         if best is None or key > best[0]:
             best = (key, folder)
     return best[1] if best else None
