@@ -123,8 +123,13 @@ def run_load(url: str) -> tuple[list[dict], float]:
 
 
 def snapshot(proc: psutil.Process) -> dict:
-    procs = [proc, *proc.children(recursive=True)]
-    return {"rss_mb": sum(p.memory_info().rss for p in procs) / 2**20, "threads": proc.num_threads()}
+    """The app process's memory and threads (+ its children's memory: the embedded llama.cpp server, if any)."""
+    children = proc.children(recursive=True)
+    return {
+        "rss_mb": proc.memory_info().rss / 2**20,
+        "children_mb": sum(p.memory_info().rss for p in children) / 2**20,
+        "threads": proc.num_threads(),
+    }
 
 
 def settle(proc: psutil.Process, seconds: float = 4.0) -> dict:
@@ -159,9 +164,10 @@ def test_ten_concurrent_clients_each_get_their_own_answers(app):
         f"\nload: {CLIENTS} clients x {QUESTIONS} questions in {wall:.1f}s = {len(latencies) / wall:.2f} answers/s; "
         f"latency median {statistics.median(latencies):.2f}s, p95 {p95:.2f}s, max {latencies[-1]:.2f}s; "
         f"highest queue position seen {max(queued)}; model calls served at once (max) {app['stub'].server.max_active}"
-        f"\nmemory: after one question {idle['rss_mb']:.0f} MB / {idle['threads']} threads, "
+        f"\napp memory: after one question {idle['rss_mb']:.0f} MB / {idle['threads']} threads, "
         f"baseline {baseline['rss_mb']:.0f} MB / {baseline['threads']} threads, "
-        f"after the load {after['rss_mb']:.0f} MB / {after['threads']} threads"
+        f"after the load {after['rss_mb']:.0f} MB / {after['threads']} threads "
+        f"(children: {baseline['children_mb']:.0f} -> {after['children_mb']:.0f} MB)"
     )
     for r in records:
         method, answers, chat = r["method"], r["answers"], r["chat"]
