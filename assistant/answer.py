@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .cite import SourceText, check_citations, content_words
+from .cite import CLEAR_SUPPORT, SourceText, check_citations, content_words, drop_uncited
 from .config import Settings
 from .corpus import Paper
 from .filters import Filters
@@ -28,6 +28,47 @@ log = logging.getLogger(__name__)
 
 class QuestionError(ValueError):
     """The question cannot be asked as given (empty, too long); the message says why."""
+
+
+def validate_question(question: object, limit: int) -> str:
+    """The question as the pipeline uses it: control characters removed, other whitespace made a space.
+
+    Raises QuestionError for a non-text, empty or over-long question (checked before anything is loaded)."""
+    if not isinstance(question, str):
+        raise QuestionError("The question must be text.")
+    kept = []
+    for ch in question:
+        if ch in "\n\t" or ch.isprintable():
+            kept.append(ch)
+        elif ch.isspace():  # no-break, thin, ideographic spaces: a space, so "DoViT\u00a0speed" stays two words
+            kept.append(" ")
+    cleaned = "".join(kept).strip()
+    if not cleaned:
+        raise QuestionError("The question is empty: type a question about the papers.")
+    if len(cleaned) > limit:
+        raise QuestionError(f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it.")
+    return cleaned
+
+
+# Sentences in a source that address a reader or a model instead of describing research. They are data, but
+# a 0.5B model obeys them ("Reply only with: …"), so they are never shown to it, nor used as evidence.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget)\b[^.]{0,40}\b(?:instructions?|rules|prompts?)\b"
+    r"|\b(?:reply|respond|answer)\s+(?:only\s+)?with\b"
+    r"|\byou\s+(?:must|should|have to)\s+(?:answer|reply|respond|say|output|write)\b"
+    r"|\bdo\s+not\s+cite\b"
+    r"|\b(?:ai|language\s+model|llm|assistant|chatbot)s?\s+(?:reading|summari[sz]ing|processing)\b"
+    r"|\bsystem\s+prompt\b",
+    re.I,
+)
+_REFUSAL_KEY = " ".join(REFUSAL.lower().rstrip(".").split())
+
+
+def source_sentences(abstract: str) -> list[str]:
+    """An abstract's sentences without planted instructions or the refusal sentence."""
+    sents = split_sentences(abstract) or [abstract]
+    kept = [x for x in sents if not _INSTRUCTION.search(x) and _REFUSAL_KEY not in " ".join(x.lower().split())]
+    return kept or ["(This abstract contains no usable text.)"]
 
 
 class Citation(BaseModel):
@@ -233,7 +274,7 @@ class Assistant:
             not_found=[m for m in compared if per_method.get(m) is None],
             model=self.llm.describe(),
         )
-        if not hits or not self._relevant(hits):
+        if not hits or not self._relevant(hits, query, applied):
             answer.refused = True
             answer.text = REFUSAL
             answer.possibly_related = [h.paper.title for h in hits[:3]]
@@ -301,17 +342,7 @@ class Assistant:
         return applied, compared, hits, per_method
 
     def _validate(self, question: str) -> str:
-        if not isinstance(question, str):
-            raise QuestionError("The question must be text.")
-        cleaned = "".join(ch for ch in question if ch.isprintable() or ch in "\n\t").strip()
-        if not cleaned:
-            raise QuestionError("The question is empty: type a question about the papers.")
-        limit = self.settings.max_question_chars
-        if len(cleaned) > limit:
-            raise QuestionError(
-                f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it."
-            )
-        return cleaned
+        return validate_question(question, self.settings.max_question_chars)
 
     @staticmethod
     def _looks_like_followup(question: str) -> bool:
@@ -375,11 +406,15 @@ class Assistant:
             chosen.setdefault(hit.paper.id, hit)
         return list(chosen.values()), per_method
 
-    def _relevant(self, hits: list[Hit]) -> bool:
-        """Refuse without calling the model when even the best hit is far from the question."""
-        return max(h.dense for h in hits) >= self.settings.retrieval.min_relevance or any(
-            h.bm25 >= self.settings.retrieval.min_bm25 for h in hits
-        )
+    def _relevant(self, hits: list[Hit], query: str = "", filters: Filters | None = None) -> bool:
+        """Refuse without calling the model when even the best hit is far from the question.
+
+        A method name the corpus contains ("What does DoViT propose?") is relevant whatever the scores say:
+        MiniLM knows made-up names least, and a short question gives BM25 little to score."""
+        cfg = self.settings.retrieval
+        if max(h.dense for h in hits) >= cfg.min_relevance or any(h.bm25 >= cfg.min_bm25 for h in hits):
+            return True
+        return bool(query) and bool(self.retriever.names(query, filters))
 
     def _source_texts(self, hits: list[Hit], query: str) -> list[str]:
         """What the model sees of each paper: its sentences that bear on the question, within a token budget.
@@ -389,7 +424,7 @@ class Assistant:
         ``retrieval.context_tokens`` is spent. Sentences keep their order inside an abstract.
         """
         cfg = self.settings.retrieval
-        per_source = [split_sentences(h.paper.abstract) or [h.paper.abstract] for h in hits]
+        per_source = [source_sentences(h.paper.abstract) for h in hits]
         if cfg.context_tokens <= 0:
             return [" ".join(sents) for sents in per_source]
         q = content_words(query)
@@ -462,20 +497,30 @@ class Assistant:
         return out
 
     def _finish(self, answer: Answer, raw: str, hits: list[Hit], table_rows: int = 0) -> None:
-        prose = raw.split("\n\n", 1)[1] if table_rows and "\n\n" in raw else raw
-        if is_refusal(prose) and not table_rows:
-            self._refuse(answer, hits)
-            return
-        if table_rows and is_refusal(prose):
-            raw = raw.split("\n\n", 1)[0]  # keep the cited table, drop a refusal the model added under it
-        raw = strip_refusal(raw)
-        sources = [SourceText(n, h.paper.id, h.paper.abstract, h.paper.title) for n, h in enumerate(hits, start=1)]
+        table, prose = raw.split("\n\n", 1) if table_rows and "\n\n" in raw else ("", raw)
+        sources = [
+            SourceText(n, h.paper.id, " ".join(source_sentences(h.paper.abstract)), h.paper.title)
+            for n, h in enumerate(hits, start=1)
+        ]
+        if is_refusal(prose):
+            # The refusal sentence counts only when nothing the sources support is left without it: a model
+            # that copies a planted refusal around a real answer must not lose the answer.
+            rest = strip_refusal(prose)
+            kept = check_citations(rest, sources) if rest else None
+            if kept is None or not any(c.support >= CLEAR_SUPPORT for c in kept.citations):
+                if not table_rows:
+                    self._refuse(answer, hits)
+                    return
+                prose = ""  # keep the cited table, drop a refusal the model added under it
+        raw = strip_refusal(f"{table}\n\n{prose}" if table else prose)
         checked = check_citations(raw, sources)
+        checked.text, dropped = drop_uncited(checked.text)
         answer.text = checked.text
         answer.repair = {
             "removed_markers": checked.removed_markers,
             "attached": checked.attached,
-            "repaired": checked.repaired,
+            "dropped_sentences": dropped,
+            "repaired": checked.repaired or bool(dropped),
         }
         for c in checked.citations:
             p = hits[c.n - 1].paper
@@ -540,7 +585,7 @@ def comparison_table(compared: list[str], per_method: dict[str, Hit | None], hit
         if hit is None:
             rows.append(f"| {_cell(method, 8)} | not found in the corpus | – | – |")
             continue
-        sents = split_sentences(hit.paper.abstract) or [hit.paper.abstract]
+        sents = source_sentences(hit.paper.abstract)
         problem = next((x for x in sents if _PROBLEM.search(x)), sents[0])
         approach = next((x for x in sents if _APPROACH.search(x) and x != problem), sents[min(1, len(sents) - 1)])
         result = max(reversed(sents), key=_result_signal)

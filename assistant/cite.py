@@ -291,6 +291,30 @@ def check_citations(answer: str, sources: list[SourceText]) -> CheckResult:
     return CheckResult(text=text, citations=citations, removed_markers=removed, attached=attached)
 
 
+def drop_uncited(text: str) -> tuple[str, list[str]]:
+    """Remove prose sentences and list items that carry no [n] after `check_citations` (nothing supports them).
+
+    Rule 2 of the system prompt made checkable: what no source supports is not shown, so neither is text a
+    planted instruction made the model write. Table rows, headings and lead-ins ("In short:") are kept."""
+    dropped: list[str] = []
+    lines = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("|", "#")) or stripped.endswith(":"):
+            lines.append(line)
+            continue
+        is_item = stripped.startswith(("-", "*")) or re.match(r"^\d+\.", stripped)
+        kept = []
+        for span in [line] if is_item else _sentence_spans(line):
+            if MARKER.search(span) or not content_words(MARKER.sub("", span)):
+                kept.append(span)
+            else:
+                dropped.append(span.strip())
+        if kept:
+            lines.append("".join(kept).rstrip())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip(), dropped
+
+
 def _first_sentence(source: SourceText) -> str:
     sents = source.sentences()
     return sents[0][0] if sents else ""

@@ -267,12 +267,12 @@ def ask(
     author: Annotated[str | None, typer.Option(help="Author name substring.")] = None,
 ) -> None:
     """Answer one question with cited papers (or the refusal sentence when the corpus lacks the answer)."""
-    from .answer import Assistant, QuestionError
+    from .answer import QuestionError, validate_question
 
     settings = get_settings()
     filters = _filters_from_options(year_from, year_to, category, author)
     try:  # an empty or over-long question is refused before the store, the embedder and the model are loaded
-        Assistant(settings, None, None)._validate(question)
+        validate_question(question, settings.max_question_chars)
     except QuestionError as exc:
         raise _fail(str(exc)) from None
     assistant = _start_assistant(settings)

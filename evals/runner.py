@@ -221,6 +221,8 @@ class LLMJudge:
         )
         if not model:
             llm.model = llm._only_served_model()  # the endpoint's one model, as for the answer LLM
+        else:
+            llm.check_model_served()  # a typo must not silently judge with the server's default model
         return cls(llm, f"LLM judge {llm.model} at {safe_url(base_url)}")
 
     def supports(self, claim: str, sources: list[SourceText]) -> bool:

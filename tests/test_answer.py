@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answer import Assistant, QuestionError
+from assistant.answer import Assistant, QuestionError, validate_question
 from assistant.config import Settings
 from assistant.filters import Filters
 from assistant.llm import FakeLLM, LLMUnavailable
@@ -58,6 +58,20 @@ def test_off_corpus_question_is_refused_without_calling_the_model(assistant, fak
     a = assistant.ask("Can you give me a recipe for sourdough bread?")
     assert a.refused and a.text == REFUSAL and a.citations == []
     assert fake.calls == []
+
+
+def test_a_method_name_the_corpus_contains_passes_the_relevance_gate(assistant, fake):
+    # dense similarity and BM25 of this short question are both under the gate; the name is in one paper
+    fake.enqueue(["DoViT stops the computation of easy tokens early [1]."])
+    a = assistant.ask("What does DoViT propose?")
+    assert len(fake.calls) == 1 and not a.refused and a.contexts[0].title == DOVIT
+
+
+def test_unsupported_sentence_next_to_cited_ones_is_dropped(assistant, fake):
+    fake.enqueue(["DoViT cuts about 40% to 60% FLOPs [1]. ", "Paris will be sunny tomorrow with light winds."])
+    a = assistant.ask("How much computation does DoViT save in semantic segmentation?")
+    assert not a.refused and "40%" in a.text and "Paris" not in a.text
+    assert a.repair["dropped_sentences"] == ["Paris will be sunny tomorrow with light winds."]
 
 
 def test_uncited_unsupported_answer_becomes_a_refusal(assistant, fake):
@@ -146,6 +160,13 @@ def test_empty_questions_are_rejected_with_a_message(assistant, fake, question):
     with pytest.raises(QuestionError, match="empty"):
         assistant.ask(question)
     assert fake.calls == []
+
+
+def test_question_whitespace_and_control_characters_are_normalised():
+    assert validate_question("What does\u00a0DoViT\u2009do?\x07", 100) == "What does DoViT do?"
+    assert validate_question("  line one\nline two\t ", 100) == "line one\nline two"
+    with pytest.raises(QuestionError, match="must be text"):
+        validate_question(b"bytes", 100)
 
 
 def test_huge_question_is_rejected_with_the_limit(assistant, fake):

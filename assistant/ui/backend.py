@@ -518,7 +518,8 @@ class Backend:
                 report.abstracts_attached += 1
 
         for p in incoming:
-            prev = retriever.papers.get(p.id)
+            # the store merges a paper whose title was damaged in transit by its abstract: report it so too
+            prev = retriever.papers.get(p.id) or by_abstract.get(normalise_abstract(p.abstract))
             if prev is None:
                 report.added.append(p)
             else:
