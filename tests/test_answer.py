@@ -72,6 +72,9 @@ def test_unsupported_sentence_next_to_cited_ones_is_dropped(assistant, fake):
     a = assistant.ask("How much computation does DoViT save in semantic segmentation?")
     assert not a.refused and "40%" in a.text and "Paris" not in a.text
     assert a.repair["dropped_sentences"] == ["Paris will be sunny tomorrow with light winds."]
+    from assistant.ui.render import meta_html
+
+    assert "1 sentence(s) no source supports removed" in meta_html(a) and "Paris will be sunny" in meta_html(a)
 
 
 def test_uncited_unsupported_answer_becomes_a_refusal(assistant, fake):

@@ -201,6 +201,10 @@ def meta_html(answer: Answer) -> str:
         stats.append("removed unsupported " + " ".join(f"[{n}]" for n in repair["removed_markers"]))
     if repair.get("attached"):
         stats.append(f"{repair['attached']} citation(s) attached by the checker")
+    if repair.get("dropped_sentences"):
+        n = len(repair["dropped_sentences"])
+        dropped = esc(" / ".join(repair["dropped_sentences"]))
+        stats.append(f'<span title="{dropped}">{n} sentence(s) no source supports removed</span>')
     if stats:
         lines.append(f'<div class="answer-meta stats">{" · ".join(stats)}</div>')
     return "\n".join(lines)
