@@ -274,6 +274,16 @@ class Assistant:
             not_found=[m for m in compared if per_method.get(m) is None],
             model=self.llm.describe(),
         )
+        if hits and not compared and is_listing(query, applied):
+            # "Which papers by X / from 2025 / in cs.CL …?" is answered from the records themselves: every
+            # paper the filters admit, most relevant first, each cited. No model call, nothing to invent.
+            hits = self.retriever.search(query, top_k=max(self.settings.retrieval.top_k, LISTING_MAX), filters=applied)
+            self._listing(answer, hits)
+            timings["total_s"] = time.perf_counter() - started
+            answer.timings = {k: round(v, 3) for k, v in timings.items()}
+            yield Event("token", answer.text)
+            yield Event("answer", answer)
+            return
         if not hits or not self._relevant(hits, query, applied):
             answer.refused = True
             answer.text = REFUSAL
@@ -414,6 +424,8 @@ class Assistant:
         cfg = self.settings.retrieval
         if max(h.dense for h in hits) >= cfg.min_relevance or any(h.bm25 >= cfg.min_bm25 for h in hits):
             return True
+        if filters is not None and filters.author:
+            return True  # the question names an author of these papers: they are what it is about
         return bool(query) and bool(self.retriever.names(query, filters))
 
     def _source_texts(self, hits: list[Hit], query: str) -> list[str]:
@@ -540,12 +552,77 @@ class Assistant:
             # an answer that cites nothing, or is nothing but markers, is not grounded: refuse instead
             self._refuse(answer, hits)
 
+    def _listing(self, answer: Answer, hits: list[Hit]) -> None:
+        firsts = [source_sentences(h.paper.abstract)[0] for h in hits]
+        answer.contexts = self._contexts(hits, firsts)
+        lines = [
+            f"{len(hits)} paper{'s' if len(hits) != 1 else ''} in the corpus match {answer.filters_applied}"
+            + (" (the most relevant first):" if len(hits) > 1 else ":")
+        ]
+        for n, (hit, first) in enumerate(zip(hits, firsts, strict=True), start=1):
+            p = hit.paper
+            facts = ", ".join(str(x) for x in (short_authors(p), p.year, p.category) if x)
+            name = method_name(p)
+            named = f" — {name}" if name and name not in p.title else ""
+            lines.append(f"- {p.title} ({facts}){named} [{n}]")
+            answer.citations.append(
+                Citation(n=n, paper_id=p.id, title=p.title, authors=p.authors, year=p.year, evidence=first)
+            )
+        if len(hits) >= LISTING_MAX:
+            lines.append(f"(showing the first {LISTING_MAX}; narrow the filters to see others)")
+        answer.text = "\n".join(lines)
+        answer.model = "records (no model call)"
+
     @staticmethod
     def _refuse(answer: Answer, hits: list[Hit]) -> None:
         answer.refused = True
         answer.text = REFUSAL
         answer.citations = []
         answer.possibly_related = [h.paper.title for h in hits[:3]]
+
+
+LISTING_MAX = 10
+_LISTING = re.compile(r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\bpapers?\b", re.I)
+_MORE_ASKED = re.compile(r"\band\s+(?:what|how|why|which|who|when|where)\b|,\s*and\b", re.I)
+
+
+def is_listing(question: str, filters: Filters) -> bool:
+    """A question that asks only which papers match an author, year or category filter."""
+    return not filters.is_empty() and bool(_LISTING.search(question)) and not _MORE_ASKED.search(question)
+
+
+_NOT_NAMES = {
+    *("coco", "imagenet", "imagenet-1k", "ade20k", "cityscapes", "gpu", "gpus", "cpu", "ap", "miou", "flops"),
+    *("map", "fps", "sota", "llm", "llms", "vit", "vits", "cnn", "cnns", "nlp", "rl", "gnn", "gnns", "mlp"),
+    *("ai", "api", "qa", "ood", "3d", "2d", "iou", "url", "kd"),
+}
+_INTRO = re.compile(
+    r"\b(?:we (?:propose|introduce|present|develop|design|build|call)|called|dubbed|named|termed|coined)\b", re.I
+)
+
+
+def method_name(paper: Paper) -> str | None:
+    """The name a paper gives its method (MOSS, DoViT, Dyn-Perceiver), if it gives one.
+
+    Listings show it because users ask by these names, which titles often lack."""
+    head = paper.title.split(":", 1)[0].strip()
+    if ":" in paper.title and len(head.split()) <= 2 and salient_terms(head):
+        return head
+    for sentence in split_sentences(paper.abstract):
+        if not _INTRO.search(sentence):
+            continue
+        for term in salient_terms(sentence):
+            if term.casefold() in _NOT_NAMES:
+                continue
+            uses = len(re.findall(rf"(?<![\w-]){re.escape(term)}(?![\w-])", paper.abstract))
+            if uses >= 2 or term in paper.title:
+                return term
+    return None
+
+
+def short_authors(paper: Paper, n: int = 3) -> str:
+    more = paper.authors_truncated or len(paper.authors) > n
+    return ", ".join(paper.authors[:n]) + (" et al." if more else "")
 
 
 _GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}

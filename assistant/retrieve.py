@@ -281,7 +281,9 @@ def filters_from_question(question: str, papers: list[Paper]) -> Filters:
         if len(n) > 4 and re.search(rf"\b(?:by|from|of|authors?|wrote|written by)\b[^.?!]*\b{re.escape(n)}\b", lowered):
             f.author = name
             break
-        if len(n) > 4 and re.search(rf"\b{re.escape(n)}(?:'s)?\b[^.?!]*\b(?:papers?|work|publish)", lowered):
+        if len(n) > 4 and re.search(
+            rf"\b{re.escape(n)}(?:'s)?\b[^.?!]*\b(?:papers?|work|publish|co-?authored|authored|wrote)", lowered
+        ):
             f.author = name
             break
     return f

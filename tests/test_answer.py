@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answer import Assistant, QuestionError, validate_question
+from assistant.answer import Assistant, QuestionError, method_name, validate_question
 from assistant.config import Settings
 from assistant.filters import Filters
 from assistant.llm import FakeLLM, LLMUnavailable
@@ -52,6 +52,34 @@ def test_model_refusal_gives_the_phrase_no_citations_and_related_papers(assistan
     a = assistant.ask("What mAP does YOLOv8 reach on COCO?")
     assert a.refused and a.text == REFUSAL and a.citations == []
     assert a.possibly_related and any("YOLO" in t for t in a.possibly_related)
+
+
+def test_which_papers_by_an_author_is_listed_from_the_records_without_the_model(assistant, fake):
+    a = assistant.ask("Which papers has Yuang Liu co-authored?")
+    assert fake.calls == [] and not a.refused and a.filters.author == "Yuang Liu"
+    listed = [line for line in a.text.splitlines() if line.startswith("- ")]
+    assert len(listed) == len(a.citations) >= 2 and DOVIT in a.text and "— DoViT [" in a.text
+    assert all("Yuang Liu" in c.authors for c in a.citations) and all(c.evidence for c in a.citations)
+    assert [c.n for c in a.citations] == list(range(1, len(listed) + 1)) and all(
+        f"[{c.n}]" in a.text for c in a.citations
+    )
+    b = assistant.ask("Which paper did Yuang Liu publish in 2020?")
+    assert len(b.citations) == 1 and b.citations[0].year == 2020 and fake.calls == []
+
+
+def test_method_names_come_from_the_title_or_the_sentence_that_introduces_them(seed_corpus):
+    by_title = {p.title.split(":")[0]: p for p in seed_corpus.papers}
+    assert method_name(by_title["Gold-YOLO"]) == "Gold-YOLO"
+    named = {method_name(p) for p in seed_corpus.papers if "Token-Pass" in p.title or "Mixture of Surprises" in p.title}
+    assert named == {"DoViT", "MOSS"}
+    names = [method_name(p) for p in seed_corpus.papers]
+    assert not {"COCO", "ImageNet", "GPU", "FLOPs"} & set(names) and sum(n is not None for n in names) > 150
+
+
+def test_a_listing_question_that_asks_more_goes_to_the_model(assistant, fake):
+    fake.enqueue(["DoViT stops easy tokens early [1]."])
+    assistant.ask("Which papers has Yuang Liu co-authored, and what do they propose?")
+    assert len(fake.calls) == 1
 
 
 def test_off_corpus_question_is_refused_without_calling_the_model(assistant, fake):
