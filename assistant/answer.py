@@ -21,7 +21,7 @@ from .filters import Filters
 from .llm import estimate_tokens
 from .prompts import REFUSAL, render
 from .retrieve import Hit, Retriever, filters_from_question
-from .text import split_sentences
+from .text import author_list, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +469,7 @@ class Assistant:
         blocks = []
         for n, (hit, text) in enumerate(zip(hits, sources, strict=True), start=1):
             p = hit.paper
-            authors = ", ".join(p.authors[:3]) + (" et al." if p.authors_truncated or len(p.authors) > 3 else "")
+            authors = author_list(p.authors, p.authors_truncated)
             blocks.append(
                 render(
                     "source.md",
@@ -561,7 +561,7 @@ class Assistant:
         ]
         for n, (hit, first) in enumerate(zip(hits, firsts, strict=True), start=1):
             p = hit.paper
-            facts = ", ".join(str(x) for x in (short_authors(p), p.year, p.category) if x)
+            facts = ", ".join(str(x) for x in (author_list(p.authors, p.authors_truncated), p.year, p.category) if x)
             name = method_name(p)
             named = f" — {name}" if name and name not in p.title else ""
             lines.append(f"- {p.title} ({facts}){named} [{n}]")
@@ -618,11 +618,6 @@ def method_name(paper: Paper) -> str | None:
             if uses >= 2 or term in paper.title:
                 return term
     return None
-
-
-def short_authors(paper: Paper, n: int = 3) -> str:
-    more = paper.authors_truncated or len(paper.authors) > n
-    return ", ".join(paper.authors[:n]) + (" et al." if more else "")
 
 
 _GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}

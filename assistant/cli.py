@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Settings, get_settings
+from .text import author_list
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)  # messages keep file paths on one line
@@ -163,7 +164,7 @@ def papers(
     for col in ("year", "cat", "title", "authors"):
         table.add_column(col)
     for p in rows:
-        authors = ", ".join(p.authors[:3]) + (" et al." if p.authors_truncated or len(p.authors) > 3 else "")
+        authors = author_list(p.authors, p.authors_truncated)
         table.add_row(str(p.year or "?"), p.category or "", p.title, authors)
     out.print(table)
 
@@ -239,7 +240,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     if answer.citations:
         out.print("\n[bold]references:[/]")
         for c in answer.citations:
-            authors = ", ".join(c.authors[:3]) + (" et al." if len(c.authors) > 3 else "")
+            authors = author_list(c.authors)
             out.print(
                 f"[{c.n}] {c.title} — {authors or 'unknown authors'} ({c.year or 'n.d.'})",
                 highlight=False,

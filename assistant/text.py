@@ -65,3 +65,8 @@ def words(text: str) -> list[str]:
 
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def author_list(authors: list[str], truncated: bool = False, n: int = 3) -> str:
+    """The first n authors, "et al." when there are more (or the record's list was cut); "" for none."""
+    return ", ".join(authors[:n]) + (" et al." if authors and (truncated or len(authors) > n) else "")

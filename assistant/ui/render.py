@@ -13,6 +13,7 @@ from pathlib import Path
 from ..answer import Answer
 from ..cite import MARKER
 from ..corpus import Paper
+from ..text import author_list
 
 _MARKER_ONE = re.compile(r"\[(\d{1,3})\]")
 
@@ -113,13 +114,6 @@ def shorten_paths(text: str, keep: int = 2) -> str:
         return m.group(0) if len(parts) <= keep + 2 else "…/" + "/".join(parts[-keep:])
 
     return re.sub(r"(?<![\w:])/[^\s()'\",]+", cut, text)
-
-
-def short_authors(authors: list[str], truncated: bool = False, n: int = 3) -> str:
-    if not authors:
-        return "unknown authors"
-    shown = ", ".join(authors[:n])
-    return shown + (" et al." if truncated or len(authors) > n else "")
 
 
 def model_label(described: str) -> str:
@@ -242,7 +236,7 @@ def highlight(abstract: str, evidence: str | None) -> str:
 
 
 def paper_meta(paper: Paper | None, *, authors: list[str], year, category: str | None) -> str:
-    bits = [esc(short_authors(authors, bool(paper and paper.authors_truncated), n=6))]
+    bits = [esc(author_list(authors, bool(paper and paper.authors_truncated), n=6) or "unknown authors")]
     bits.append(esc(year or "n.d."))
     if category:
         bits.append(f'<span class="tag cat">{esc(category)}</span>')
@@ -348,7 +342,7 @@ def paper_detail(paper: Paper | None) -> str:
 
 
 def paper_row(p: Paper) -> list:
-    authors = short_authors(p.authors, p.authors_truncated)
+    authors = author_list(p.authors, p.authors_truncated) or "unknown authors"
     return [p.title, authors, p.year or "", p.category or "", "✓" if p.has_code else ""]
 
 
