@@ -80,6 +80,18 @@ class Citation(BaseModel):
     evidence: str = Field(description="The abstract sentence that supports the cited claim.")
     attached: bool = Field(False, description="Added by post-hoc attribution, not written by the model.")
 
+    @classmethod
+    def of(cls, n: int, paper: Paper, evidence: str, attached: bool = False) -> Citation:
+        return cls(
+            n=n,
+            paper_id=paper.id,
+            title=paper.title,
+            authors=paper.authors,
+            year=paper.year,
+            evidence=evidence,
+            attached=attached,
+        )
+
 
 class Context(BaseModel):
     n: int
@@ -534,19 +546,7 @@ class Assistant:
             "dropped_sentences": dropped,
             "repaired": checked.repaired or bool(dropped),
         }
-        for c in checked.citations:
-            p = hits[c.n - 1].paper
-            answer.citations.append(
-                Citation(
-                    n=c.n,
-                    paper_id=p.id,
-                    title=p.title,
-                    authors=p.authors,
-                    year=p.year,
-                    evidence=c.evidence,
-                    attached=c.attached,
-                )
-            )
+        answer.citations += [Citation.of(c.n, hits[c.n - 1].paper, c.evidence, c.attached) for c in checked.citations]
         words_outside_markers = re.sub(r"\[\d+\]|[\W\d_]+", " ", answer.text).split()
         if (not answer.citations or not words_outside_markers) and not answer.incomplete:
             # an answer that cites nothing, or is nothing but markers, is not grounded: refuse instead
@@ -565,9 +565,7 @@ class Assistant:
             name = method_name(p)
             named = f" — {name}" if name and name not in p.title else ""
             lines.append(f"- {p.title} ({facts}){named} [{n}]")
-            answer.citations.append(
-                Citation(n=n, paper_id=p.id, title=p.title, authors=p.authors, year=p.year, evidence=first)
-            )
+            answer.citations.append(Citation.of(n, p, first))
         if len(hits) >= LISTING_MAX:
             lines.append(f"(showing the first {LISTING_MAX}; narrow the filters to see others)")
         answer.text = "\n".join(lines)

@@ -210,12 +210,17 @@ class CheckResult:
         return bool(self.removed_markers or self.attached)
 
 
+def _is_item(line: str) -> bool:
+    """A markdown list item ("- …", "* …", "1. …")."""
+    return line.startswith(("-", "*")) or re.match(r"^\d+\.", line) is not None
+
+
 def _units(text: str) -> list[str]:
     """Answer units to check: table rows and list items per line, prose per sentence."""
     units: list[str] = []
     for line in text.splitlines(keepends=True):
         stripped = line.strip()
-        if stripped.startswith(("|", "-", "*")) or re.match(r"^\d+\.", stripped):
+        if stripped.startswith("|") or _is_item(stripped):
             units.append(line)
         else:
             units.extend(_sentence_spans(line))
@@ -303,9 +308,8 @@ def drop_uncited(text: str) -> tuple[str, list[str]]:
         if not stripped or stripped.startswith(("|", "#")) or stripped.endswith(":"):
             lines.append(line)
             continue
-        is_item = stripped.startswith(("-", "*")) or re.match(r"^\d+\.", stripped)
         kept = []
-        for span in [line] if is_item else _sentence_spans(line):
+        for span in [line] if _is_item(stripped) else _sentence_spans(line):
             if MARKER.search(span) or not content_words(MARKER.sub("", span)):
                 kept.append(span)
             else:
