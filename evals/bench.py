@@ -7,8 +7,8 @@ comparable even on a busy machine. Timings are reported, never asserted.
 from __future__ import annotations
 
 import json
+import os
 import random
-import resource
 import statistics
 import tempfile
 import time
@@ -47,24 +47,38 @@ def _questions(limit: int) -> list[dict]:
 
 
 # -- 1. ingest ------------------------------------------------------------------------------------
-def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
+def _seed_chunks(settings: Settings, embedder) -> tuple[list, list[str]]:
+    """The seed papers and their chunk texts, shortest first (as ingest batches them)."""
     from assistant.corpus import load_corpus
-    from assistant.embed import Embedder
-    from assistant.store import PaperStore, chunk_paper
+    from assistant.store import chunk_paper
 
+    cfg = settings.chunk
     papers = load_corpus([settings.seeds_dir]).papers
-    embedder = Embedder(settings)
-    embedder.embed_texts(["warm up"])  # model load is not ingest speed
     texts = [
         n.get_content()
         for p in papers
-        for n in chunk_paper(p, embedder.count_tokens, settings.chunk.max_tokens, settings.chunk.overlap_sentences)
+        for n in chunk_paper(p, embedder.count_tokens, cfg.max_tokens, cfg.overlap_sentences)
     ]
-    log(f"ingest: {len(papers)} papers, {len(texts)} chunks")
-    model = embedder.model._model  # the bare sentence-transformers model
+    return papers, sorted(texts, key=len)
+
+
+def _bare_encode_s(embedder, texts: list[str], batch_size: int) -> float:
+    """Seconds the bare sentence-transformers model takes on the texts, after a warm-up batch."""
+    model = embedder.model._model
+    model.encode(texts[:8])  # model load and first-call set-up are not embedding speed
     t = time.perf_counter()
-    model.encode(sorted(texts, key=len), batch_size=settings.embed.batch_size)  # sorted, as the pipeline does
-    bare_s = time.perf_counter() - t
+    model.encode(texts, batch_size=batch_size)
+    return time.perf_counter() - t
+
+
+def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
+    from assistant.embed import Embedder
+    from assistant.store import PaperStore
+
+    embedder = Embedder(settings)
+    papers, texts = _seed_chunks(settings, embedder)
+    log(f"ingest: {len(papers)} papers, {len(texts)} chunks")
+    bare_s = _bare_encode_s(embedder, texts, settings.embed.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         s = settings.model_copy(update={"data_dir": Path(tmp)})
         with PaperStore(s, embedder=embedder) as store:
@@ -82,11 +96,8 @@ def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
 
 def bench_precisions(settings: Settings, log: Callable[[str], None]) -> dict:
     """The bare embedding model at each precision on the seed chunks (the ASSISTANT_EMBED__PRECISION choice)."""
-    from assistant.corpus import load_corpus
     from assistant.embed import Embedder
-    from assistant.store import chunk_paper
 
-    papers = load_corpus([settings.seeds_dir]).papers
     extra: dict = {}
     if settings.embed.base_url:
         return extra
@@ -94,20 +105,10 @@ def bench_precisions(settings: Settings, log: Callable[[str], None]) -> dict:
         other = settings.model_copy(deep=True)
         other.embed.precision = precision
         embedder = Embedder(other)
-        texts = sorted(
-            (
-                n.get_content()
-                for p in papers
-                for n in chunk_paper(p, embedder.count_tokens, other.chunk.max_tokens, other.chunk.overlap_sentences)
-            ),
-            key=len,
-        )
-        bare = embedder.model._model
-        bare.encode(texts[:8])
-        t = time.perf_counter()
-        bare.encode(texts, batch_size=settings.embed.batch_size)
-        extra[f"ingest.bare_embed_papers_per_s.{precision}"] = round(len(papers) / (time.perf_counter() - t), 1)
-        log(f"ingest: bare {precision} {extra[f'ingest.bare_embed_papers_per_s.{precision}']} papers/s")
+        papers, texts = _seed_chunks(other, embedder)
+        key = f"ingest.bare_embed_papers_per_s.{precision}"
+        extra[key] = round(len(papers) / _bare_encode_s(embedder, texts, settings.embed.batch_size), 1)
+        log(f"ingest: bare {precision} {extra[key]} papers/s")
     return extra
 
 
@@ -258,10 +259,6 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _self_peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def run_bench(settings: Settings, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     settings = settings.model_copy(deep=True)
     settings.seeds_dir = settings.seeds_dir if settings.seeds_dir.exists() else SEEDS_DIR
@@ -272,12 +269,12 @@ def run_bench(settings: Settings, quick: bool = False, log: Callable[[str], None
     # after it is the app's; the 10k/100k corpora exist only in the benchmark and are measured apart.
     results.update(bench_answer(settings, 3 if quick else 20, log))
     results.update(bench_ingest(settings, log))
-    results["memory.app_peak_rss_mb"] = _self_peak_rss_mb()
+    results["memory.app_peak_rss_mb"] = _peak_rss_mb(os.getpid())
     if not quick:
         results.update(bench_precisions(settings, log))
     sizes = [310, 10_000] if quick else [310, 10_000, 100_000]
     results.update(bench_retrieval(settings, sizes, queries[: 8 if quick else 20], log))
-    results["memory.bench_peak_rss_mb"] = _self_peak_rss_mb()
+    results["memory.bench_peak_rss_mb"] = _peak_rss_mb(os.getpid())
     results["memory.peak_rss_mb"] = round(
         results["memory.app_peak_rss_mb"] + results.get("memory.model_server_peak_rss_mb", 0.0), 1
     )
