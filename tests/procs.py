@@ -171,13 +171,10 @@ def tree_digest(folder: Path) -> dict[str, tuple[int, int]]:
 STUB_ANSWER = ["The first source ", "describes the method ", "and its results [1]."]
 
 
-class _StubHandler(BaseHTTPRequestHandler):
-    """The first path segment picks the behaviour: ``/ok/v1`` streams ``STUB_ANSWER``; ``/500/v1`` and
-    ``/401/v1`` fail every request and echo the caller's Authorization header (as a careless server would)."""
+class JSONHandler(BaseHTTPRequestHandler):
+    """Base of the tests' OpenAI-shaped HTTP stubs: quiet, with a JSON reply helper."""
 
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
+    def log_message(self, *args):  # keep pytest output clean
         pass
 
     def _json(self, status: int, body: dict) -> None:
@@ -187,6 +184,13 @@ class _StubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class _StubHandler(JSONHandler):
+    """The first path segment picks the behaviour: ``/ok/v1`` streams ``STUB_ANSWER``; ``/500/v1`` and
+    ``/401/v1`` fail every request and echo the caller's Authorization header (as a careless server would)."""
+
+    protocol_version = "HTTP/1.1"
 
     def _fail(self, mode: str) -> bool:
         auth = self.headers.get("Authorization", "")

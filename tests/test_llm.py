@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from procs import JSONHandler
 
 from assistant import models
 from assistant.config import Settings
@@ -93,18 +94,7 @@ def _chunk(text: str | None, finish: str | None = None, usage: dict | None = Non
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class _Handler(JSONHandler):
     def do_GET(self):
         if self.path.endswith("/v1/models"):
             self._json(200, {"object": "list", "data": [{"id": "only-model", "object": "model", "owned_by": "x"}]})
