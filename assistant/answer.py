@@ -556,7 +556,8 @@ class Assistant:
         firsts = [source_sentences(h.paper.abstract)[0] for h in hits]
         answer.contexts = self._contexts(hits, firsts)
         lines = [
-            f"{len(hits)} paper{'s' if len(hits) != 1 else ''} in the corpus match {answer.filters_applied}"
+            (f"{len(hits)} papers in the corpus match" if len(hits) != 1 else "1 paper in the corpus matches")
+            + f" {answer.filters_applied}"
             + (" (the most relevant first):" if len(hits) > 1 else ":")
         ]
         for n, (hit, first) in enumerate(zip(hits, firsts, strict=True), start=1):
@@ -675,8 +676,7 @@ def strip_refusal(text: str) -> str:
 def is_refusal(text: str) -> bool:
     """The model answered with the refusal sentence (possibly with small variations), not with content."""
     lowered = " ".join(text.lower().split())
-    phrase = REFUSAL.lower().rstrip(".")
-    if lowered.startswith(phrase) or (phrase in lowered and len(lowered) < 2 * len(REFUSAL)):
+    if lowered.startswith(_REFUSAL_KEY) or (_REFUSAL_KEY in lowered and len(lowered) < 2 * len(REFUSAL)):
         return True
     head = lowered[: len(REFUSAL) + 40]
     words = content_words(head)
