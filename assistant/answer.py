@@ -1,6 +1,12 @@
-"""The answer pipeline: standalone query -> filters -> retrieval -> prompt -> streamed answer -> checked citations.
+"""The answer pipeline: plan -> retrieval -> answerability -> evidence -> prompt -> streamed reply -> checked answer.
 
-`Assistant.stream()` yields events as they happen; `Assistant.ask()` returns the final `Answer`.
+The pipeline judges, the model writes. Whether to answer is decided before any model call (`judge.judge_question`);
+the model is handed the selected evidence, numbered, and asked only to write; its reply is checked against that
+evidence (`judge.check_reply`), and when it fails (a refusal, nothing supported, an LLM error) the answer is the
+best evidence quoted with citations. Every answer records the path that produced it (`Answer.path`).
+
+`Assistant.stream()` yields events as they happen (the evidence before the model's first token);
+`Assistant.ask()` returns the final `Answer`.
 """
 
 from __future__ import annotations
@@ -14,20 +20,37 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .cite import CLEAR_SUPPORT, SourceText, check_citations, content_words, drop_uncited
+from .cite import SourceText, cited_grammar, content_words
 from .config import Settings
 from .corpus import Paper
+from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
-from .llm import estimate_tokens
+from .judge import Verdict, check_reply, judge_question
+from .names import mentions, method_name, salient_terms
+from .plan import (
+    PRONOUN,
+    Gathered,
+    Plan,
+    PlanError,
+    conversation_names,
+    gather,
+    has_reference,
+    plan_question,
+    resolve_references,
+)
 from .prompts import REFUSAL, render
-from .retrieve import Hit, Retriever, filters_from_question
-from .text import author_list, split_sentences
+from .quantities import answers_quantity, asked_quantities, new_numbers, reports_quantity
+from .retrieve import Hit, Retriever
+from .text import author_list, plain_math
 
 log = logging.getLogger(__name__)
 
+AnswerPath = Literal["generated", "generated+repaired", "extractive", "refused"]
+PATHS: tuple[AnswerPath, ...] = ("generated", "generated+repaired", "extractive", "refused")
+
 
 class QuestionError(ValueError):
-    """The question cannot be asked as given (empty, too long); the message says why."""
+    """The question cannot be asked as given (empty, too long, an impossible filter); the message says why."""
 
 
 def validate_question(question: object, limit: int) -> str:
@@ -47,28 +70,17 @@ def validate_question(question: object, limit: int) -> str:
         raise QuestionError("The question is empty: type a question about the papers.")
     if len(cleaned) > limit:
         raise QuestionError(f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it.")
+    # citation markers the user typed are not citations of this answer's sources
+    cleaned = re.sub(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]", "", cleaned).strip() or cleaned
     return cleaned
 
 
-# Sentences in a source that address a reader or a model instead of describing research. They are data, but
-# a 0.5B model obeys them ("Reply only with: …"), so they are never shown to it, nor used as evidence.
-_INSTRUCTION = re.compile(
-    r"\b(?:ignore|disregard|forget)\b[^.]{0,40}\b(?:instructions?|rules|prompts?)\b"
-    r"|\b(?:reply|respond|answer)\s+(?:only\s+)?with\b"
-    r"|\byou\s+(?:must|should|have to)\s+(?:answer|reply|respond|say|output|write)\b"
-    r"|\bdo\s+not\s+cite\b"
-    r"|\b(?:ai|language\s+model|llm|assistant|chatbot)s?\s+(?:reading|summari[sz]ing|processing)\b"
-    r"|\bsystem\s+prompt\b",
-    re.I,
-)
 _REFUSAL_KEY = " ".join(REFUSAL.lower().rstrip(".").split())
 
 
 def source_sentences(abstract: str) -> list[str]:
     """An abstract's sentences without planted instructions or the refusal sentence."""
-    sents = split_sentences(abstract) or [abstract]
-    kept = [x for x in sents if not _INSTRUCTION.search(x) and _REFUSAL_KEY not in " ".join(x.lower().split())]
-    return kept or ["(This abstract contains no usable text.)"]
+    return usable_sentences(abstract, _REFUSAL_KEY)
 
 
 class Citation(BaseModel):
@@ -100,7 +112,7 @@ class Context(BaseModel):
     authors: list[str]
     year: int | None
     category: str | None
-    text: str = Field(description="What the model was shown for this source.")
+    text: str = Field(description="What the model was shown for this source (its evidence sentences).")
     score: float
     dense: float
     bm25: float
@@ -110,14 +122,21 @@ class Answer(BaseModel):
     question: str
     standalone_query: str
     text: str
+    path: AnswerPath = Field("generated", description="What produced the text: " + ", ".join(PATHS) + ".")
+    kind: str = Field("factoid", description="The plan's question kind: factoid, comparison or listing.")
     refused: bool = False
+    refusal_check: str = Field("", description="The answerability check that refused (off_topic, name_absent, …).")
+    failure: str = Field("", description="Why the model's reply could not be the answer (extractive path).")
+    reply: str = Field("", description="The model's reply as it streamed, before any check.")
     citations: list[Citation] = Field(default_factory=list)
     contexts: list[Context] = Field(default_factory=list)
+    evidence: list[Sentence] = Field(default_factory=list, description="The evidence sentences, most relevant first.")
     possibly_related: list[str] = Field(default_factory=list, description="Closest titles, given with a refusal.")
     filters: Filters = Field(default_factory=Filters)
     filters_applied: str = "none"
     compared: list[str] = Field(default_factory=list, description="Methods compared, for comparison questions.")
     not_found: list[str] = Field(default_factory=list, description="Compared methods no paper in the corpus names.")
+    plan_why: list[str] = Field(default_factory=list, description="What the planner read from the question.")
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -129,84 +148,25 @@ class Answer(BaseModel):
 
 @dataclass
 class Event:
-    kind: Literal["status", "token", "answer"]
+    """A step of `Assistant.stream()`: ``status`` (str), ``evidence`` (`Evidence`, before any token),
+    ``token`` (str), ``answer`` (the final `Answer`)."""
+
+    kind: Literal["status", "evidence", "token", "answer"]
     data: Any
 
 
-_PRONOUN = re.compile(
-    r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
-)
-_COMPARE = re.compile(
-    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|vs\.?|versus)\b", re.I
-)
-_METHOD_SPLIT = [
-    re.compile(
-        r"how (?:does|do|is|are) (?P<a>.+?) (?:differ|compare|contrast)\w* (?:from|to|with) (?P<b>.+?)[?.]?$", re.I
-    ),
-    re.compile(r"(?:difference|differences) between (?P<a>.+?) and (?P<b>.+?)[?.]?$", re.I),
-    re.compile(r"compare (?P<a>.+?) (?:and|with|to|against|vs\.?|versus) (?P<b>.+?)[?.:]?$", re.I),
-    re.compile(r"(?P<a>[^,.?:;]+?) (?:vs\.?|versus) (?P<b>[^,.?:;]+)", re.I),
-]
+@dataclass
+class Prepared:
+    """Everything decided before the model is called."""
 
-
-_CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
-
-
-def comparison_targets(question: str) -> list[str]:
-    """The methods a comparative question names (two or more), or [] for other questions."""
-    if not _COMPARE.search(question):
-        return []
-    # judge only the last sentence that asks the comparison; earlier ones are background
-    sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
-    target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
-    target = target.split(":")[0] if _COMPARE.search(target.split(":")[0]) else target  # "Compare A and B: which …"
-    for pattern in _METHOD_SPLIT:
-        m = pattern.search(target)
-        if m:
-            split = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
-            parts = [*split.split(m.group("a")), *split.split(m.group("b"))]
-            cleaned = [re.sub(r"^(?:the|a|an)\s+", "", p.strip(" ,.?"), flags=re.I) for p in parts]
-            # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
-            cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
-            if len(cleaned) >= 2:
-                return cleaned[:4]
-    return []
-
-
-_TERM = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*(?: \d+(?:\.\d+)?\b)?")
-
-
-def salient_terms(text: str) -> list[str]:
-    """Method-like names (DoViT, Gold-YOLO, LAUDNet, ERNIE 5.0) in a text, first seen first."""
-    terms = []
-    for m in _TERM.finditer(text):
-        term = m.group(0)
-        if sum(ch.isupper() for ch in term) >= 2 and term not in {"AI", "ML", "OK"}:
-            terms.append(term)
-    return list(dict.fromkeys(terms))
-
-
-_NUMERIC_QUESTION = re.compile(r"\b(how (?:much|many|fast|large|big)|what (?:accuracy|speed|score)|\d)", re.I)
-_REFERENCE = re.compile(
-    r"\b(?:(?P<poss>its|their)|it|they|them|(?:this|that|the) (?:method|model|approach|paper|work|technique|agent"
-    r"|framework|system|network|detector|architecture|algorithm))\b",
-    re.I,
-)
-
-
-def resolve_references(question: str, history: list[dict]) -> str:
-    """Replace the first pronoun of a follow-up with the method the conversation was about (no model needed)."""
-    terms = [t for m in reversed(history) if m["role"] == "user" for t in salient_terms(m["content"])]
-    terms += [t for m in reversed(history) for t in salient_terms(m["content"])]
-    if not terms:
-        last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
-        return f"{question} {last_user}".strip()
-    name = terms[0]
-    m = _REFERENCE.search(question)
-    if not m:
-        return f"{question} ({name})"
-    replacement = f"{name}'s" if m.group("poss") else name
-    return question[: m.start()] + replacement + question[m.end() :]
+    plan: Plan
+    gathered: Gathered
+    verdict: Verdict
+    hits: list[Hit]
+    evidence: Evidence | None = None
+    messages: list[dict] | None = None
+    grammar: str | None = None  # the decoding constraint sent with the messages, if any
+    table: str = ""
 
 
 class Assistant:
@@ -243,6 +203,18 @@ class Assistant:
         self.llm.close()
         self.retriever.store.close()
 
+    @property
+    def selector(self) -> EvidenceSelector:
+        cfg = self.settings.retrieval
+        return EvidenceSelector(
+            self.retriever.sentences,
+            scorer=cfg.evidence_scorer,
+            budget_tokens=cfg.context_tokens,
+            per_source=cfg.sentences_per_source,
+            refusal_key=_REFUSAL_KEY,
+            embed_query=self.retriever.store.embedder.embed_query,
+        )
+
     # -- public ---------------------------------------------------------------------------------
     def ask(self, question: str, history: list[dict] | None = None, **kw) -> Answer:
         answer = None
@@ -252,6 +224,54 @@ class Assistant:
         assert answer is not None
         return answer
 
+    def plan(self, question: str, history: list[dict] | None = None, filters: Filters | None = None) -> Plan:
+        """The plan for a question (follow-ups rewritten, filters read, comparison targets found)."""
+        question = self._validate(question)
+        history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
+        try:
+            return plan_question(question, history, self.retriever, filters, rewrite=self.rewrite)
+        except PlanError as exc:
+            raise QuestionError(str(exc)) from None
+
+    def prepare(self, plan: Plan, top_k: int | None = None) -> Prepared:
+        """Retrieve for the plan, judge answerability, select the evidence and build the prompt."""
+        top_k = top_k or self.settings.retrieval.top_k
+        gathered = gather(plan, self.retriever, top_k)
+        hits = gathered.hits
+        verdict = judge_question(plan, hits, self.retriever.name_index, self.settings.retrieval, self._sentences)
+        prepared = Prepared(plan, gathered, verdict, hits)
+        if not verdict.answerable or plan.kind == "listing":
+            return prepared
+        if verdict.subject_papers and plan.kind == "factoid":
+            # the question names its subject: papers that do not use every name it asks about are distractors
+            hits = [h for h in hits if h.paper.id in verdict.subject_papers] or hits
+        if plan.kind == "comparison":
+            hits = self._comparison_order(plan, gathered)
+        prepared.hits = hits
+        evidence = self.selector.select(plan.query, [h.paper for h in hits], plan.names)
+        if plan.kind == "comparison":
+            evidence = self._with_table_sentences(evidence, hits, plan)
+            prepared.table = comparison_table(plan, gathered.per_target, hits, evidence)
+        prepared.evidence = evidence
+        prepared.messages = self._messages(plan, evidence)
+        prepared.grammar = self._grammar(len(evidence.sources))
+        return prepared
+
+    def build_messages(self, question: str, filters: Filters | None = None, top_k: int | None = None) -> list[dict]:
+        """The exact prompt `stream()` sends for a question without history (benchmarks compare against it)."""
+        return self.model_request(question, filters, top_k)[0]
+
+    def model_request(
+        self, question: str, filters: Filters | None = None, top_k: int | None = None
+    ) -> tuple[list[dict], str | None]:
+        """(messages, grammar) exactly as `stream()` sends them for a question without history.
+
+        Raises QuestionError for a question the pipeline answers without the model (refused, or listed)."""
+        prepared = self.prepare(self.plan(question, None, filters), top_k)
+        if prepared.messages is None:
+            raise QuestionError("this question is answered without the model (refused or listed from the records)")
+        return prepared.messages, prepared.grammar
+
     def stream(
         self,
         question: str,
@@ -260,68 +280,70 @@ class Assistant:
         top_k: int | None = None,
     ) -> Iterator[Event]:
         started = time.perf_counter()
-        question = self._validate(question)
-        history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
         timings: dict[str, float] = {}
-
-        query = question
-        if history and self._looks_like_followup(question):
-            yield Event("status", "rewriting the follow-up into a standalone query")
-            t = time.perf_counter()
-            query = self.rewrite(question, history)
-            timings["rewrite_s"] = time.perf_counter() - t
-
-        yield Event("status", f"searching: {query}")
+        has_history = bool(history)
+        if has_history:
+            yield Event("status", "reading the follow-up in the light of the conversation")
         t = time.perf_counter()
-        applied, compared, hits, per_method = self._plan(query, filters, top_k)
+        plan = self.plan(question, history, filters)
+        timings["plan_s"] = time.perf_counter() - t
+        yield Event("status", f"searching: {plan.query}")
+        t = time.perf_counter()
+        prepared = self.prepare(plan, top_k)
         timings["retrieval_s"] = time.perf_counter() - t
-
         answer = Answer(
-            question=question,
-            standalone_query=query,
+            question=plan.question,
+            standalone_query=plan.query,
             text="",
-            filters=applied,
-            filters_applied=applied.describe(),
-            compared=compared,
-            not_found=[m for m in compared if per_method.get(m) is None],
+            kind=plan.kind,
+            filters=plan.filters,
+            filters_applied=plan.filters.describe(),
+            compared=plan.compared,
+            not_found=[m for m in plan.compared if prepared.gathered.per_target.get(m) is None],
+            plan_why=plan.why,
             model=self.llm.describe(),
         )
-        if hits and not compared and is_listing(query, applied):
-            # "Which papers by X / from 2025 / in cs.CL …?" is answered from the records themselves: every
-            # paper the filters admit, most relevant first, each cited. No model call, nothing to invent.
-            hits = self.retriever.search(query, top_k=max(self.settings.retrieval.top_k, LISTING_MAX), filters=applied)
-            self._listing(answer, hits)
+
+        def finish() -> Event:
             timings["total_s"] = time.perf_counter() - started
             answer.timings = {k: round(v, 3) for k, v in timings.items()}
+            return Event("answer", answer)
+
+        if plan.kind == "listing" and prepared.hits and prepared.verdict.answerable:
+            # "Which papers by X / from 2025 / in cs.CL …?" is answered from the records themselves: every
+            # paper the filters admit, most relevant first, each cited. No model call, nothing to invent.
+            self._listing(answer, prepared.hits)
+            timings["first_evidence_s"] = time.perf_counter() - started
             yield Event("token", answer.text)
-            yield Event("answer", answer)
+            yield finish()
             return
-        if not hits or not self._relevant(hits, query, applied):
-            answer.refused = True
-            answer.text = REFUSAL
-            answer.possibly_related = [h.paper.title for h in hits[:3]]
-            answer.contexts = self._contexts(hits, [])
-            timings["total_s"] = time.perf_counter() - started
-            answer.timings = timings
-            yield Event("token", REFUSAL)
-            yield Event("answer", answer)
+        if not prepared.verdict.answerable:
+            self._refuse(answer, prepared.hits, prepared.verdict)
+            answer.contexts = self._contexts(prepared.hits, None)
+            yield Event("token", answer.text)
+            yield finish()
             return
 
-        sources = self._source_texts(hits, query)
-        answer.contexts = self._contexts(hits, sources)
-        messages = self._messages(question, query, hits, sources, compared)
-        yield Event("status", f"answering from {len(hits)} papers")
+        evidence = prepared.evidence
+        assert evidence is not None and prepared.messages is not None
+        hits = prepared.hits
+        answer.contexts = self._contexts(hits, evidence)
+        answer.evidence = evidence.ranked()
+        timings["first_evidence_s"] = time.perf_counter() - started
+        yield Event("evidence", evidence)
+        yield Event("status", f"writing from {len(hits)} papers")
         text = ""
-        if compared:
-            # The per-method table is extracted from the abstracts (a 0.5B model cannot fill one reliably);
-            # the model writes the comparison prose under it.
-            text = comparison_table(compared, per_method, hits) + "\n\n"
-            yield Event("token", text)
+        if prepared.table:
+            # The per-method table is built by the pipeline from each paper's evidence; the model writes the prose.
+            yield Event("token", prepared.table + "\n\n")
         t = time.perf_counter()
         first = None
         try:
             for delta in self.llm.stream_chat(
-                messages, max_tokens=self.settings.llm.max_tokens, temperature=self.settings.llm.temperature
+                prepared.messages,
+                max_tokens=self.settings.llm.max_tokens,
+                temperature=self.settings.llm.temperature,
+                grammar=prepared.grammar,
             ):
                 if first is None:
                     first = time.perf_counter()
@@ -338,37 +360,23 @@ class Assistant:
         if stats is not None:
             answer.prompt_tokens = stats.prompt_tokens or 0
             answer.completion_tokens = stats.completion_tokens or 0
-        self._finish(answer, text, hits, table_rows=len(compared))
-        timings["total_s"] = time.perf_counter() - started
-        answer.timings = {k: round(v, 3) for k, v in timings.items()}
-        yield Event("answer", answer)
-
-    def build_messages(self, question: str, filters: Filters | None = None, top_k: int | None = None) -> list[dict]:
-        """The exact prompt `stream()` sends for a question without history (benchmarks compare against it)."""
-        question = self._validate(question)
-        _applied, compared, hits, _ = self._plan(question, filters, top_k)
-        return self._messages(question, question, hits, self._source_texts(hits, question), compared)
+        self._finish(answer, text, prepared)
+        answer.evidence = evidence.ranked()
+        yield finish()
 
     # -- steps ----------------------------------------------------------------------------------
-    def _plan(self, query: str, filters: Filters | None, top_k: int | None):
-        """Filters (explicit ones in the question + given ones), comparison targets, and the retrieved papers."""
-        applied = filters_from_question(query, list(self.retriever.papers.values()))
-        if filters is not None:
-            applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
-        try:
-            applied.validate()
-        except ValueError as exc:
-            raise QuestionError(str(exc)) from None
-        compared = comparison_targets(query)
-        hits, per_method = self._retrieve(query, applied, top_k, compared)
-        return applied, compared, hits, per_method
+    def _grammar(self, n_sources: int) -> str | None:
+        """The decoding constraint for the reply (every sentence cited), where the setting and the server allow."""
+        if self.settings.llm.constrained != "grammar" or not getattr(self.llm, "supports_grammar", False):
+            return None
+        return cited_grammar(n_sources, self.settings.llm.max_sentences)
 
     def _validate(self, question: str) -> str:
         return validate_question(question, self.settings.max_question_chars)
 
     @staticmethod
-    def _looks_like_followup(question: str) -> bool:
-        return bool(_PRONOUN.search(question)) or len(question.split()) <= 5
+    def _sentences(paper: Paper) -> list[str]:
+        return source_sentences(paper.abstract)
 
     def rewrite(self, question: str, history: list[dict]) -> str:
         """A standalone query for a follow-up.
@@ -377,9 +385,10 @@ class Assistant:
         than a 0.5B model); otherwise the model rewrites, and its rewrite is checked against the conversation.
         """
         recent = history[-4:]
-        terms = list(dict.fromkeys(t for m in reversed(recent) for t in salient_terms(m["content"])))
-        if terms and _REFERENCE.search(question):
-            return resolve_references(question, recent)
+        index = self.retriever.name_index
+        terms = conversation_names(recent, index)
+        if terms and has_reference(question):
+            return resolve_references(question, recent, index)
         convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in recent)
         rewritten = ""
         try:
@@ -392,118 +401,67 @@ class Assistant:
         except Exception as exc:
             log.warning("query rewrite failed, using a heuristic: %s", exc)
         rewritten = re.sub(r"^(?:rewritten (?:question|query)\s*:\s*)", "", rewritten, flags=re.I).strip()
-        asked = content_words(_PRONOUN.sub(" ", question))
+        asked = content_words(PRONOUN.sub(" ", question))
         # accept a rewrite only if it keeps the question's words and names something from the conversation
         keeps_question = not asked or len(asked & content_words(rewritten)) >= max(1, len(asked) // 2)
         names_referent = not terms or any(t.lower() in rewritten.lower() for t in terms)
         if rewritten and keeps_question and names_referent:
             return rewritten
-        return resolve_references(question, recent)
+        return resolve_references(question, recent, index)
 
-    def _retrieve(
-        self, query: str, filters: Filters, top_k: int | None, compared: list[str]
-    ) -> tuple[list[Hit], dict[str, Hit | None]]:
-        top_k = top_k or self.settings.retrieval.top_k
-        hits = self.retriever.search(query, top_k=top_k, filters=filters)
-        if not compared:
-            return hits, {}
-        # every compared method must be in the context: retrieve for each one separately
-        per_method: dict[str, Hit | None] = {}
-        chosen: dict[str, Hit] = {}
-        for target in compared:
-            found = self.retriever.search(target, top_k=3, filters=filters)
-            names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
-            if names:
-                # a named method must be named by the paper, else the corpus does not have it
-                found = [h for h in found if any(_mentions(h.paper, n) for n in names)]
-            hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
-            per_method[target] = hit
-            if hit is not None:
-                chosen.setdefault(hit.paper.id, hit)
-        # the compared papers alone make a shorter, clearer prompt; fill up only for methods not found
-        room = len(compared) if all(per_method.values()) else max(top_k, len(compared))
-        for hit in hits:
-            if len(chosen) >= room:
-                break
-            chosen.setdefault(hit.paper.id, hit)
-        return list(chosen.values()), per_method
+    @staticmethod
+    def _comparison_order(plan: Plan, gathered: Gathered) -> list[Hit]:
+        """Each compared target's paper in the order the question names them, then any other retrieved paper."""
+        first = [h for m in plan.compared if (h := gathered.per_target.get(m)) is not None]
+        seen: dict[str, Hit] = {}
+        for h in [*first, *gathered.hits]:
+            seen.setdefault(h.paper.id, h)
+        return list(seen.values())
 
-    def _relevant(self, hits: list[Hit], query: str = "", filters: Filters | None = None) -> bool:
-        """Refuse without calling the model when even the best hit is far from the question.
-
-        A method name the corpus contains ("What does DoViT propose?") is relevant whatever the scores say:
-        MiniLM knows made-up names least, and a short question gives BM25 little to score."""
-        cfg = self.settings.retrieval
-        if max(h.dense for h in hits) >= cfg.min_relevance or any(h.bm25 >= cfg.min_bm25 for h in hits):
-            return True
-        if filters is not None and filters.author:
-            return True  # the question names an author of these papers: they are what it is about
-        return bool(query) and bool(self.retriever.names(query, filters))
-
-    def _source_texts(self, hits: list[Hit], query: str) -> list[str]:
-        """What the model sees of each paper: its sentences that bear on the question, within a token budget.
-
-        Prefill dominates answer latency on a CPU (~270 prompt tokens/s), so the model gets every source's
-        best sentence first, then the next best sentences across sources (higher-ranked papers first) until
-        ``retrieval.context_tokens`` is spent. Sentences keep their order inside an abstract.
-        """
-        cfg = self.settings.retrieval
-        per_source = [source_sentences(h.paper.abstract) for h in hits]
-        if cfg.context_tokens <= 0:
-            return [" ".join(sents) for sents in per_source]
-        q = content_words(query)
-        numeric = bool(_NUMERIC_QUESTION.search(query))
-        ranked: list[tuple[float, int, int]] = []  # (score, source, sentence)
-        for si, sents in enumerate(per_source):
-            for i, sent in enumerate(sents):
-                words = content_words(sent)
-                score = len(q & words) / (len(q) or 1)
-                score += 0.2 * (i == 0) + (0.2 if numeric and re.search(r"\d", sent) else 0.0)
-                ranked.append((score / (1 + 0.15 * si), si, i))
-        ranked.sort(key=lambda r: -r[0])
-        chosen: list[set[int]] = [set() for _ in hits]
-        used = 0
-        for _score, si, i in ranked:  # every source gets its best sentence
-            if not chosen[si]:
-                chosen[si].add(i)
-                used += estimate_tokens(per_source[si][i])
-        for _score, si, i in ranked:
-            if i in chosen[si] or len(chosen[si]) >= cfg.sentences_per_source:
+    def _with_table_sentences(self, evidence: Evidence, hits: list[Hit], plan: Plan) -> Evidence:
+        """A comparison's evidence keeps each compared paper's problem, approach and result sentences (the table's
+        cells), so every cell the user sees is evidence the model saw and the answer can cite."""
+        compared_ids = {h.paper.id for h in hits[: len(plan.compared)]}
+        for src, hit in zip(evidence.sources, hits, strict=True):
+            if hit.paper.id not in compared_ids:
                 continue
-            cost = estimate_tokens(per_source[si][i])
-            if used + cost > cfg.context_tokens:
-                continue
-            chosen[si].add(i)
-            used += cost
-        return [" ".join(sents[i] for i in sorted(keep)) for sents, keep in zip(per_source, chosen, strict=True)]
+            sents = self._sentences(hit.paper)
+            have = {s.index for s in src.sentences}
+            for i in table_sentences(sents):
+                if i not in have:
+                    src.sentences.append(Sentence(n=src.n, paper_id=src.paper_id, index=i, text=sents[i], score=0.0))
+            src.sentences.sort(key=lambda s: s.index)
+        return evidence
 
-    def _messages(self, question: str, query: str, hits: list[Hit], sources: list[str], compared: list[str]):
-        blocks = []
-        for n, (hit, text) in enumerate(zip(hits, sources, strict=True), start=1):
-            p = hit.paper
-            authors = author_list(p.authors, p.authors_truncated)
-            blocks.append(
-                render(
-                    "source.md",
-                    n=n,
-                    title=p.title,
-                    authors=authors or "unknown authors",
-                    year=p.year or "n.d.",
-                    text=text,
-                )
+    def _messages(self, plan: Plan, evidence: Evidence) -> list[dict]:
+        """The prompt: the numbered sources, then the evidence sentences, most relevant first, each already
+        carrying its source's marker — a model that copies evidence copies its citation with it."""
+        sources = "\n".join(
+            render(
+                "source.md",
+                n=s.n,
+                title=plain_math(s.title),
+                authors=author_list(s.authors, s.authors_truncated) or "unknown authors",
+                year=s.year or "n.d.",
+                facts=f"; {s.facts}" if s.facts else "",
             )
+            for s in evidence.sources
+        )
+        lines = "\n".join(f"- {plain_math(s.text)} [{s.n}]" for s in evidence.ranked())
         system = render("system.md", max_sentences=self.settings.llm.max_sentences)
-        asked = query  # the model sees no history: give it the standalone form of a follow-up
-        if compared:
-            user = render("compare.md", sources="\n\n".join(blocks), question=asked, methods=" and ".join(compared))
+        if plan.kind == "comparison":
+            found = [(m, n) for n, m in enumerate(plan.compared, start=1) if n <= len(evidence.sources)]
+            methods = " and ".join(f"{m} [{n}]" for m, n in found) or " and ".join(plan.compared)
+            user = render("compare.md", sources=sources, evidence=lines, question=plan.query, methods=methods)
         else:
-            user = render("answer.md", sources="\n\n".join(blocks), question=asked)
+            user = render("answer.md", sources=sources, evidence=lines, question=plan.query)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _contexts(self, hits: list[Hit], sources: list[str]) -> list[Context]:
+    def _contexts(self, hits: list[Hit], evidence: Evidence | None) -> list[Context]:
         out = []
         for n, hit in enumerate(hits, start=1):
             p: Paper = hit.paper
+            src = evidence.source(n) if evidence is not None else None
             out.append(
                 Context(
                     n=n,
@@ -512,7 +470,7 @@ class Assistant:
                     authors=p.authors,
                     year=p.year,
                     category=p.category,
-                    text=sources[n - 1] if sources else "",
+                    text=src.text if src is not None else "",
                     score=round(hit.score, 5),
                     dense=round(hit.dense, 4),
                     bm25=round(hit.bm25, 3),
@@ -520,41 +478,159 @@ class Assistant:
             )
         return out
 
-    def _finish(self, answer: Answer, raw: str, hits: list[Hit], table_rows: int = 0) -> None:
-        table, prose = raw.split("\n\n", 1) if table_rows and "\n\n" in raw else ("", raw)
-        sources = [
-            SourceText(n, h.paper.id, " ".join(source_sentences(h.paper.abstract)), h.paper.title)
-            for n, h in enumerate(hits, start=1)
-        ]
-        if is_refusal(prose):
-            # The refusal sentence counts only when nothing the sources support is left without it: a model
-            # that copies a planted refusal around a real answer must not lose the answer.
-            rest = strip_refusal(prose)
-            kept = check_citations(rest, sources) if rest else None
-            if kept is None or not any(c.support >= CLEAR_SUPPORT for c in kept.citations):
-                if not table_rows:
-                    self._refuse(answer, hits)
-                    return
-                prose = ""  # keep the cited table, drop a refusal the model added under it
-        raw = strip_refusal(f"{table}\n\n{prose}" if table else prose)
-        checked = check_citations(raw, sources)
-        checked.text, dropped = drop_uncited(checked.text)
-        answer.text = checked.text
+    def _finish(self, answer: Answer, raw: str, prepared: Prepared) -> None:
+        """Check the reply against the evidence; fall back to quoted evidence when it cannot be the answer."""
+        evidence = prepared.evidence
+        assert evidence is not None
+        hits = prepared.hits
+        sources = [source_text(s) for s in evidence.sources]
+        answer.reply = raw
+        reply = check_reply(raw, sources, self.retriever.name_index)
         answer.repair = {
-            "removed_markers": checked.removed_markers,
-            "attached": checked.attached,
-            "dropped_sentences": dropped,
-            "repaired": checked.repaired or bool(dropped),
+            "removed_markers": reply.check.removed_markers if reply.check else [],
+            "attached": reply.check.attached if reply.check else 0,
+            "recited": reply.recited,
+            "dropped_sentences": reply.dropped,
+            "repaired": reply.repaired,
         }
-        answer.citations += [Citation.of(c.n, hits[c.n - 1].paper, c.evidence, c.attached) for c in checked.citations]
-        words_outside_markers = re.sub(r"\[\d+\]|[\W\d_]+", " ", answer.text).split()
-        if (not answer.citations or not words_outside_markers) and not answer.incomplete:
-            # an answer that cites nothing, or is nothing but markers, is not grounded: refuse instead
-            self._refuse(answer, hits)
+        table = prepared.table
+        if reply.failed or answer.error:
+            answer.failure = answer.error or reply.failed
+            kept = "" if reply.failed else reply.text
+            self._extractive(answer, prepared, kept, reply)
+            return
+        text = reply.text
+        cited = {c.n for c in reply.check.citations} if reply.check else set()
+        text = self._named_answer(prepared.plan.query, text, hits, reply)
+        appended = self._missing_quantities(prepared.plan.query, text, evidence, hits)
+        if prepared.plan.kind == "comparison":
+            appended += self._missing_pair_evidence(prepared, cited)
+        if appended:
+            text += "\n\nFrom the abstracts:\n" + "\n".join(_quote(s) for s in appended)
+            answer.repair["quoted"] = [s.text for s in appended]
+            answer.repair["repaired"] = True
+        answer.text = f"{table}\n\n{text}" if table else text
+        answer.citations = self._citations(reply, hits, appended, table, evidence)
+        answer.path = "generated+repaired" if answer.repair["repaired"] else "generated"
+
+    @staticmethod
+    def _named_answer(question: str, text: str, hits: list[Hit], reply) -> str:
+        """A "which method / which paper …" question is answered by a name: when the reply describes the method
+        without naming it, the name of the paper it cites first leads the answer."""
+        m = _WHICH.search(question)
+        cited = [c.n for c in reply.check.citations] if reply.check else []
+        if not m or not cited or cited[0] > len(hits):
+            return text
+        paper = hits[cited[0] - 1].paper
+        name = method_name(paper)
+        if name is not None and mentions(text, name):
+            return text
+        if name is None and paper.title.casefold() in text.casefold():
+            return text
+        noun = m.group(1).lower()
+        said = f"The {noun} is {name}" if name else f"The {noun} is “{paper.title}”"
+        return f"{said} [{cited[0]}]. {text}"
+
+    def _missing_quantities(self, question: str, text: str, evidence: Evidence, hits: list[Hit]) -> list[Sentence]:
+        """For each quantity the question asks and the reply does not state, the best sentence that reports it
+        ("how many GPUs … and how many days": one sentence per missing quantity): from the evidence first, else
+        from the rest of the same abstracts (and then it joins the evidence)."""
+        selected = {(s.n, s.index) for s in evidence.ranked()}
+        rest = [
+            Sentence(n=n, paper_id=h.paper.id, index=i, text=t, score=0.0)
+            for n, h in enumerate(hits, start=1)
+            for i, t in enumerate(self._sentences(h.paper))
+            if (n, i) not in selected
+        ]
+        out: list[Sentence] = []
+        for how, head in asked_quantities(question):
+            if answers_quantity(text, question, how, head):
+                continue
+            best = next(
+                (
+                    s
+                    for s in [*evidence.ranked(), *rest]
+                    if new_numbers(s.text, question) and (how == "what" or reports_quantity(s.text, how, head))
+                ),
+                None,
+            )
+            if best is not None and best not in out:
+                out.append(best)
+                text += " " + best.text
+                src = evidence.source(best.n)
+                if src is not None and (best.n, best.index) not in selected:
+                    src.sentences = sorted([*src.sentences, best], key=lambda x: x.index)
+        return out
+
+    def _missing_pair_evidence(self, prepared: Prepared, cited: set[int]) -> list[Sentence]:
+        """For a comparison whose prose leaves a compared paper uncited, that paper's approach sentence."""
+        evidence = prepared.evidence
+        assert evidence is not None
+        out = []
+        for n in range(1, min(len(prepared.plan.compared), len(evidence.sources)) + 1):
+            if n in cited:
+                continue
+            src = evidence.source(n)
+            if src is None or not src.sentences:
+                continue
+            sents = [s.text for s in src.sentences]
+            _, approach, _ = _cells(sents, [s.score for s in src.sentences])
+            out.append(next(s for s in src.sentences if s.text == approach))
+        return out
+
+    def _citations(self, reply, hits: list[Hit], appended: list[Sentence], table: str, evidence: Evidence):
+        by_n = {n: h.paper for n, h in enumerate(hits, start=1)}
+        citations: dict[int, Citation] = {}
+        if table:
+            for n in sorted({int(m) for m in re.findall(r"\[(\d+)\]", table)}):
+                src = evidence.source(n)
+                if n in by_n and src is not None and src.sentences:
+                    citations[n] = Citation.of(n, by_n[n], max(src.sentences, key=lambda s: s.score).text)
+        if reply.check is not None:
+            for c in reply.check.citations:
+                if c.n in by_n and (c.n not in citations or not table):
+                    citations[c.n] = Citation.of(c.n, by_n[c.n], c.evidence, c.attached)
+        for s in appended:
+            citations.setdefault(s.n, Citation.of(s.n, by_n[s.n], s.text))
+        order = [int(m) for m in re.findall(r"\[(\d+)\]", "\n".join([table, reply.text, *(x.text for x in appended)]))]
+        order += [s.n for s in appended]
+        return [citations[n] for n in dict.fromkeys(order) if n in citations]
+
+    def _extractive(self, answer: Answer, prepared: Prepared, kept: str, reply) -> None:
+        """The extractive floor: the best evidence, quoted with citations, labelled as quotations."""
+        evidence = prepared.evidence
+        assert evidence is not None
+        quotes = floor_sentences(evidence, prepared.plan, self.settings.retrieval.extractive_sentences)
+        why = answer.failure.rstrip(".")
+        lines = []
+        if prepared.table:
+            lines += [prepared.table, ""]
+        if kept:
+            lines += [kept, ""]
+        lines.append(f"Quoted from the abstracts (the model's answer could not be used: {why}):")
+        lines += [_quote(s) for s in quotes]
+        answer.text = "\n".join(lines)
+        answer.path = "extractive"
+        by_n = {n: h.paper for n, h in enumerate(prepared.hits, start=1)}
+        citations: dict[int, Citation] = {}
+        if kept and reply.check is not None:
+            for c in reply.check.citations:
+                citations.setdefault(c.n, Citation.of(c.n, by_n[c.n], c.evidence, c.attached))
+        for s in quotes:
+            citations.setdefault(s.n, Citation.of(s.n, by_n[s.n], s.text))
+        if prepared.table:
+            for n in sorted({int(m) for m in re.findall(r"\[(\d+)\]", prepared.table)}):
+                src = evidence.source(n)
+                if n in by_n and src is not None and src.sentences:
+                    citations.setdefault(n, Citation.of(n, by_n[n], src.sentences[0].text))
+        order = [int(m) for m in re.findall(r"\[(\d+)\]", answer.text)]
+        answer.citations = [citations[n] for n in dict.fromkeys(order) if n in citations]
 
     def _listing(self, answer: Answer, hits: list[Hit]) -> None:
         firsts = [source_sentences(h.paper.abstract)[0] for h in hits]
-        answer.contexts = self._contexts(hits, firsts)
+        answer.contexts = [
+            c.model_copy(update={"text": first}) for c, first in zip(self._contexts(hits, None), firsts, strict=True)
+        ]
         lines = [
             (f"{len(hits)} papers in the corpus match" if len(hits) != 1 else "1 paper in the corpus matches")
             + f" {answer.filters_applied}"
@@ -571,67 +647,66 @@ class Assistant:
             lines.append(f"(showing the first {LISTING_MAX}; narrow the filters to see others)")
         answer.text = "\n".join(lines)
         answer.model = "records (no model call)"
+        answer.path = "extractive"
 
     @staticmethod
-    def _refuse(answer: Answer, hits: list[Hit]) -> None:
+    def _refuse(answer: Answer, hits: list[Hit], verdict: Verdict) -> None:
         answer.refused = True
-        answer.text = REFUSAL
+        answer.path = "refused"
+        answer.refusal_check = verdict.check
+        answer.text = verdict.reason or REFUSAL
         answer.citations = []
         answer.possibly_related = [h.paper.title for h in hits[:3]]
 
 
+def source_text(src) -> SourceText:
+    """What the citation check compares a sentence with: the source's evidence, and its title and record fields
+    (a claim about a paper's date or category is supported by the record)."""
+    header = f"{src.title} ({author_list(src.authors, src.authors_truncated)}, {src.year or 'n.d.'}; {src.facts})"
+    return SourceText(src.n, src.paper_id, " ".join(x.text for x in src.sentences), header)
+
+
 LISTING_MAX = 10
-_LISTING = re.compile(r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\bpapers?\b", re.I)
-_MORE_ASKED = re.compile(r"\band\s+(?:what|how|why|which|who|when|where)\b|,\s*and\b", re.I)
-
-
-def is_listing(question: str, filters: Filters) -> bool:
-    """A question that asks only which papers match an author, year or category filter."""
-    return not filters.is_empty() and bool(_LISTING.search(question)) and not _MORE_ASKED.search(question)
-
-
-_NOT_NAMES = {
-    *("coco", "imagenet", "imagenet-1k", "ade20k", "cityscapes", "gpu", "gpus", "cpu", "ap", "miou", "flops"),
-    *("map", "fps", "sota", "llm", "llms", "vit", "vits", "cnn", "cnns", "nlp", "rl", "gnn", "gnns", "mlp"),
-    *("ai", "api", "qa", "ood", "3d", "2d", "iou", "url", "kd"),
-}
-_INTRO = re.compile(
-    r"\b(?:we (?:propose|introduce|present|develop|design|build|call)|called|dubbed|named|termed|coined)\b", re.I
+_WHICH = re.compile(
+    r"^\s*(?:which|what)\s+(?:[\w-]+\s+){0,3}?(method|paper|approach|framework|model|detector|network|benchmark"
+    r"|dataset|technique|family|architecture|system|algorithm|work)\b",
+    re.I,
 )
 
 
-def method_name(paper: Paper) -> str | None:
-    """The name a paper gives its method (MOSS, DoViT, Dyn-Perceiver), if it gives one.
+def _quote(s: Sentence) -> str:
+    return f"> “{s.text.strip()}” [{s.n}]"
 
-    Listings show it because users ask by these names, which titles often lack."""
-    head = paper.title.split(":", 1)[0].strip()
-    if ":" in paper.title and len(head.split()) <= 2 and salient_terms(head):
-        return head
-    for sentence in split_sentences(paper.abstract):
-        if not _INTRO.search(sentence):
-            continue
-        for term in salient_terms(sentence):
-            if term.casefold() in _NOT_NAMES:
+
+def floor_sentences(evidence: Evidence, plan: Plan, count: int) -> list[Sentence]:
+    """The sentences the extractive floor quotes: the best ones overall (at most two per paper), or for a
+    comparison each compared paper's best; in abstract order within a paper."""
+    ranked = [s for s in evidence.ranked() if s.score > 0] or evidence.ranked()
+    if plan.kind == "comparison":
+        per: dict[int, list[Sentence]] = {}
+        for s in ranked:
+            per.setdefault(s.n, []).append(s)
+        picked = [x for n in sorted(per)[: max(2, len(plan.compared))] for x in per[n][:1]]
+    else:
+        picked, used = [], {}
+        per_paper = 2 if len({s.n for s in ranked}) > 1 else count  # several papers: the best two of each
+        for s in ranked:
+            if used.get(s.n, 0) >= per_paper:
                 continue
-            uses = len(re.findall(rf"(?<![\w-]){re.escape(term)}(?![\w-])", paper.abstract))
-            if uses >= 2 or term in paper.title:
-                return term
-    return None
+            picked.append(s)
+            used[s.n] = used.get(s.n, 0) + 1
+            if len(picked) >= count:
+                break
+    return sorted(picked, key=lambda s: (s.n, s.index))
 
 
-_GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}
-
-
-def _mentions(paper: Paper, name: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", f"{paper.title} {paper.abstract}", re.I) is not None
-
-
+# -- comparison table ---------------------------------------------------------------------------------------------
 _PROBLEM = re.compile(
     r"\b(however|challeng|problem|suffer|limit|costly|expensive|difficult|bottleneck|remain|issue)", re.I
 )
 _APPROACH = re.compile(
-    r"\b(we (?:propose|introduce|present|develop|design|build)|(?:this|our) (?:paper|work|study) (?:propose|introduce"
-    r"|present)|called|dubbed|named)",
+    r"\b(we (?:propose|introduce|present|develop|design|build|unveil|devise)|(?:this|our) (?:paper|work|study)"
+    r" (?:propose|introduce|present)|called|dubbed|named)",
     re.I,
 )
 _RESULT = re.compile(r"\b(achiev|outperform|attain|improv|reduc|surpass|gain|boost|exceed|speed)", re.I)
@@ -642,39 +717,82 @@ def _result_signal(sentence: str) -> float:
     return len(re.findall(r"\d+(?:\.\d+)?", sentence)) + 2 * sentence.count("%") + 3 * bool(_RESULT.search(sentence))
 
 
+def _cells(sents: list[str], scores: list[float] | None = None) -> tuple[str, str, str]:
+    """(problem, approach, result) sentences of an abstract. With the sentences' relevance to the question, the
+    approach and result cells are the most relevant sentences that read as an approach and as a result."""
+    scores = scores or [0.0] * len(sents)
+    problem = next((x for x in sents if _PROBLEM.search(x)), sents[0])
+    rest = [(x, sc) for x, sc in zip(sents, scores, strict=True) if x != problem] or [(sents[0], 0.0)]
+    approach_like = [(x, sc) for x, sc in rest if _APPROACH.search(x)]
+    default = sents[min(1, len(sents) - 1)]
+    if any(sc > 0 for _, sc in rest):
+        # the question asks about something (the neck, the sampling weights): the most relevant sentence on it
+        approach = max(approach_like + [(x, sc) for x, sc in rest if sc > 0], key=lambda p: p[1])[0]
+    else:
+        approach = approach_like[0][0] if approach_like else default
+    result = max(reversed(list(zip(sents, scores, strict=True))), key=lambda p: _result_signal(p[0]) + min(p[1], 1.0))[
+        0
+    ]
+    return problem, approach, result
+
+
+def table_sentences(sents: list[str]) -> list[int]:
+    """Indexes of the problem, approach and result sentences (the comparison table's cells)."""
+    return sorted({sents.index(x) for x in _cells(sents)})
+
+
 def _cell(text: str, words: int = 28) -> str:
     parts = text.replace("|", "/").split()
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
 
 
-def comparison_table(compared: list[str], per_method: dict[str, Hit | None], hits: list[Hit]) -> str:
-    """A markdown table, one cited row per compared method, cells taken from its abstract."""
+def row_label(target: str, paper: Paper | None) -> str:
+    """A table row's name: the target when it is a name (DoViT), else the paper's method name or short title —
+    never a pronoun or a clause of the question."""
+    if salient_terms(target) and len(target.split()) <= 4:
+        return target
+    if paper is not None:
+        name = method_name(paper)
+        if name:
+            return name
+        return _cell(paper.title.split(":")[0], 8)
+    return _cell(target, 8)
+
+
+def comparison_table(plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], evidence: Evidence) -> str:
+    """A markdown table, one cited row per compared target, cells taken from its paper's evidence."""
     number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
     rows = ["| Method | Problem | Approach | Reported results |", "|---|---|---|---|"]
-    for method in compared:
-        hit = per_method.get(method)
+    for target in plan.compared:
+        hit = per_target.get(target)
         if hit is None:
-            rows.append(f"| {_cell(method, 8)} | not found in the corpus | – | – |")
+            rows.append(f"| {_cell(target, 8)} | not found in the corpus | – | – |")
             continue
-        sents = source_sentences(hit.paper.abstract)
-        problem = next((x for x in sents if _PROBLEM.search(x)), sents[0])
-        approach = next((x for x in sents if _APPROACH.search(x) and x != problem), sents[min(1, len(sents) - 1)])
-        result = max(reversed(sents), key=_result_signal)
         n = number[hit.paper.id]
-        rows.append(f"| {_cell(method, 8)} [{n}] | {_cell(problem)} | {_cell(approach)} | {_cell(result)} [{n}] |")
+        src = evidence.source(n)
+        sents = (
+            [s.text for s in src.sentences]
+            if src is not None and src.sentences
+            else source_sentences(hit.paper.abstract)
+        )
+        scores = [s.score for s in src.sentences] if src is not None and src.sentences else None
+        problem, approach, result = _cells(sents, scores)
+        label = row_label(target, hit.paper)
+        rows.append(f"| {label} [{n}] | {_cell(problem)} | {_cell(approach)} | {_cell(result)} [{n}] |")
     return "\n".join(rows)
 
 
+# -- refusal sentences written by a model --------------------------------------------------------------------------
 _REFUSAL_WORDS = content_words(REFUSAL)
 
 
 def strip_refusal(text: str) -> str:
-    """Remove a refusal sentence the model appended after real content."""
+    """Remove the refusal sentence from a text."""
     return re.sub(re.escape(REFUSAL.rstrip(".")) + r"\.?", "", text, flags=re.I).strip()
 
 
 def is_refusal(text: str) -> bool:
-    """The model answered with the refusal sentence (possibly with small variations), not with content."""
+    """The text is the refusal sentence (possibly with small variations), not content."""
     lowered = " ".join(text.lower().split())
     if lowered.startswith(_REFUSAL_KEY) or (_REFUSAL_KEY in lowered and len(lowered) < 2 * len(REFUSAL)):
         return True

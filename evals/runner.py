@@ -60,6 +60,7 @@ class Question:
     expected_titles: list[str]
     must_include: list[str]
     line: int
+    split: str | None = None
 
     @property
     def answerable(self) -> bool:
@@ -130,6 +131,7 @@ def load_dataset(path: Path) -> tuple[list[Question], list[dict]]:
                 expected_titles=list(row["expected_titles"]),
                 must_include=list(row["must_include"]),
                 line=number,
+                split=row.get("split"),
             )
         )
     return questions, skipped
@@ -242,37 +244,29 @@ class LLMJudge:
 
 
 # -- retrieval as the answer pipeline does it ----------------------------------------------------
-def rank_papers(retriever, query: str, mode: str, depth: int = RANK_DEPTH) -> tuple[list, str]:
-    """(hits ranked as the answer pipeline retrieves them, the filters it read from the question).
+def rank_papers(
+    retriever, query: str, mode: str, depth: int = RANK_DEPTH, history: list[dict] | None = None
+) -> tuple[list, str, str]:
+    """(hits ranked by the answer pipeline's own planning and retrieval, the filters it read, the standalone query).
 
-    Like ``Assistant``: explicit constraints in the question ("papers from 2025", "by Yuang Liu") become filters,
-    and for a comparison each compared method is retrieved on its own and put first.
-    """
-    from assistant.answer import comparison_targets
-    from assistant.filters import Filters
-    from assistant.retrieve import filters_from_question
+    The same `plan_question` and `gather` the assistant calls, only deeper (``depth`` papers, for nDCG@10); with
+    ``history`` a follow-up is resolved as the pipeline does without a model. A question whose filters the
+    assistant rejects (an empty year range) ranks nothing, as it answers nothing."""
+    from assistant.plan import PlanError, gather, plan_question
 
-    filters = filters_from_question(query, list(retriever.papers.values()))
     try:
-        filters.validate()
-    except ValueError:
-        filters = Filters()
-    applied = None if filters.is_empty() else filters
-    hits = retriever.search(query, top_k=depth, filters=applied, mode=mode)
-    picked: dict[str, Any] = {}
-    for target in comparison_targets(query):
-        found = retriever.search(target, top_k=3, filters=applied, mode=mode)
-        hit = next((h for h in found if h.paper.id not in picked), None)
-        if hit is not None:
-            picked[hit.paper.id] = hit
-    ranked = list(picked.values()) + [h for h in hits if h.paper.id not in picked]
-    return ranked[:depth], filters.describe()
+        plan = plan_question(query, history or [], retriever)
+    except PlanError:
+        return [], "invalid", query
+    gathered = gather(plan, retriever, retriever.settings.retrieval.top_k, depth=depth, mode=mode)
+    return gathered.hits[:depth], plan.filters.describe(), plan.query
 
 
-# -- one question --------------------------------------------------------------------------------
-def _score_retrieval(q: Question, retriever, query: str, mode: str) -> tuple[dict, list[dict], str, float]:
+def _score_retrieval(
+    q: Question, retriever, query: str, mode: str, history: list[dict] | None = None
+) -> tuple[dict, list[dict], str, float, str]:
     started = time.perf_counter()
-    hits, filters = rank_papers(retriever, query, mode)
+    hits, filters, query = rank_papers(retriever, query, mode, history=history)
     seconds = time.perf_counter() - started
     expected = {M.norm_title(t) for t in q.expected_titles}
     ranked = [
@@ -286,7 +280,7 @@ def _score_retrieval(q: Question, retriever, query: str, mode: str) -> tuple[dic
         }
         for i, h in enumerate(hits, start=1)
     ]
-    return M.retrieval_metrics([h.paper.title for h in hits], q.expected_titles), ranked, filters, seconds
+    return M.retrieval_metrics([h.paper.title for h in hits], q.expected_titles), ranked, filters, seconds, query
 
 
 def _check_answer(answer, papers: dict, checker: M.SupportChecker, judge: LLMJudge | None) -> list[M.SentenceCheck]:
@@ -478,6 +472,7 @@ def run_eval(
     retrieval_only: bool = False,
     retriever: str | None = None,
     limit: int | None = None,
+    split: str | None = None,
     compare: Path | None = None,
     assistant=None,
     progress: Progress | None = None,
@@ -490,6 +485,7 @@ def run_eval(
     - ``retrieval_only``: rank papers for each question and score retrieval; no LLM is started or asked.
     - ``retriever``: ``hybrid``, ``dense`` or ``bm25`` (default: the settings' ``retrieval.mode``).
     - ``limit``: only the first N (well-formed) questions.
+    - ``split``: only the questions whose ``split`` field is this (``tune`` or ``holdout``).
     - ``compare``: an earlier run folder (or its metrics.json); ``EvalRun.deltas`` then holds
       ``{"run", "same_dataset", "overall": {metric: {"previous", "current", "delta", "better"}}, "by_type": {...}}``.
     - ``assistant``: a running ``Assistant`` to reuse (its store, retriever and LLM); nothing is opened or closed.
@@ -500,7 +496,7 @@ def run_eval(
 
     Raises ``EvalError`` for problems the caller can fix (missing files, empty store, unknown retriever).
     """
-    from assistant.answer import QuestionError, resolve_references
+    from assistant.answer import QuestionError
     from assistant.config import get_settings
 
     from .report import write_report
@@ -520,6 +516,8 @@ def run_eval(
     questions, skipped = load_dataset(dataset)
     for s in skipped:
         log.warning("%s line %d skipped: %s", dataset, s["line"], s["error"])
+    if split is not None:
+        questions = [q for q in questions if q.split == split]
     if limit is not None:
         questions = questions[:limit]
     if not questions:
@@ -561,7 +559,7 @@ def run_eval(
                 for i, q in enumerate(questions):
                     progress(i, total, f"{q.id} ({q.type})")
                     try:
-                        result = _run_question(q, ret, asst, mode, checker, judge, resolve_references, QuestionError)
+                        result = _run_question(q, ret, asst, mode, checker, judge, QuestionError)
                     except KeyboardInterrupt:
                         interrupted = True
                         break
@@ -596,6 +594,7 @@ def run_eval(
         "questions_planned": total,
         "skipped_lines": skipped,
         "limit": limit,
+        "split": split,
         "mode": "retrieval-only" if retrieval_only else "full",
         "retriever": mode,
         "top_k": settings.retrieval.top_k,
@@ -660,7 +659,7 @@ def compare_metrics(metrics: dict, previous: dict, previous_path: Path) -> dict:
     }
 
 
-def _run_question(q: Question, retriever, assistant, mode, checker, judge, resolve_references, QuestionError) -> dict:
+def _run_question(q: Question, retriever, assistant, mode, checker, judge, QuestionError) -> dict:
     result: dict[str, Any] = {
         "id": q.id,
         "type": q.type,
@@ -670,8 +669,7 @@ def _run_question(q: Question, retriever, assistant, mode, checker, judge, resol
         "must_include": q.must_include,
     }
     if assistant is None:
-        query = resolve_references(q.question, q.history) if q.history else q.question
-        retrieval, ranked, filters, seconds = _score_retrieval(q, retriever, query, mode)
+        retrieval, ranked, filters, seconds, query = _score_retrieval(q, retriever, q.question, mode, q.history)
         result.update(
             standalone_query=query,
             filters=filters,
@@ -695,7 +693,7 @@ def _run_question(q: Question, retriever, assistant, mode, checker, judge, resol
         error = f"{type(exc).__name__}: {exc}"
     latency = time.perf_counter() - started
     query = answer.standalone_query if answer is not None else q.question
-    retrieval, ranked, filters, _ = _score_retrieval(q, retriever, query, mode)
+    retrieval, ranked, filters, _, _ = _score_retrieval(q, retriever, query, mode)
     if answer is None:
         scores = {**retrieval, **_empty_answer_scores()}
         scores["citation.recall"] = 0.0 if q.expected_titles else None
@@ -734,8 +732,13 @@ def _run_question(q: Question, retriever, assistant, mode, checker, judge, resol
         context_recall=(len(expected & {M.norm_title(t) for t in shown}) / len(expected)) if expected else None,
         retrieved=ranked,
         scores={**retrieval, **answer_scores},
+        path=answer.path,
+        kind=answer.kind,
+        refusal_check=answer.refusal_check,
+        failure=answer.failure,
         latency_s=round(answer.timings.get("total_s", latency), 3),
         ttft_s=answer.timings.get("ttft_s"),
+        first_evidence_s=answer.timings.get("first_evidence_s"),
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         tokens=answer.prompt_tokens + answer.completion_tokens,
@@ -777,6 +780,11 @@ def _extra(results: list[dict]) -> dict:
         "unanswerable_answered": sum(1 for r in unanswerable if "answer" in r and not r.get("refused")),
         "unanswerable": len(unanswerable),
         "errors": sum(1 for r in results if r.get("error")),
+        "latency.first_evidence_p50_s": _round(
+            M.percentile([r["first_evidence_s"] for r in results if r.get("first_evidence_s") is not None], 50)
+        ),
+        "paths": M.path_shares(full),
+        "outcomes": M.outcomes(full),
     }
 
 
@@ -806,6 +814,7 @@ def cli_main(
     compare: Path | None,
     limit: int | None,
     console,
+    split: str | None = None,
     stdout,
 ) -> EvalRun:
     """``assistant eval``: a progress bar while it runs, then the summary table (with deltas) and the report path."""
@@ -845,6 +854,7 @@ def cli_main(
             retrieval_only=retrieval_only,
             retriever=retriever,
             limit=limit,
+            split=split,
             compare=compare,
             progress=progress,
         )
@@ -865,6 +875,15 @@ def cli_main(
         from rich.console import Console
 
         Console(file=stdout.file, width=150, soft_wrap=True).print(table)
+    extra = run.metrics["extra"]
+    if extra.get("paths", {}).get("n"):
+        paths, out = extra["paths"], extra["outcomes"]
+        stdout.print("paths: " + " · ".join(f"{p} {paths[p]:.0%}" for p in M.PATHS), highlight=False)
+        stdout.print(
+            f"outcomes: right {out['answered_right']:.0%} · wrong {out['answered_wrong']:.0%} · refused "
+            f"{out['refused']:.0%} (precision {out['precision'] if out['precision'] is not None else '–'})",
+            highlight=False,
+        )
     if run.interrupted:
         console.print(f"[yellow]interrupted[/] after {len(run.results)} questions; scored those.", highlight=False)
     stdout.print(f"report: {run.report_md}", highlight=False, soft_wrap=True)

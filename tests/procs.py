@@ -169,6 +169,8 @@ def tree_digest(folder: Path) -> dict[str, tuple[int, int]]:
 
 # -- a scripted OpenAI-compatible endpoint ----------------------------------------------------------------
 STUB_ANSWER = ["The first source ", "describes the method ", "and its results [1]."]
+# what a remote model says when it declines, whatever its sources hold (``/refuse/v1``)
+STUB_REFUSAL = ["I'm sorry, but the provided sources ", "do not contain information ", "to answer this question."]
 
 
 class JSONHandler(BaseHTTPRequestHandler):
@@ -187,8 +189,9 @@ class JSONHandler(BaseHTTPRequestHandler):
 
 
 class _StubHandler(JSONHandler):
-    """The first path segment picks the behaviour: ``/ok/v1`` streams ``STUB_ANSWER``; ``/500/v1`` and
-    ``/401/v1`` fail every request and echo the caller's Authorization header (as a careless server would)."""
+    """The first path segment picks the behaviour: ``/ok/v1`` streams ``STUB_ANSWER``, ``/refuse/v1`` streams
+    ``STUB_REFUSAL``; ``/500/v1`` and ``/401/v1`` fail every request and echo the caller's Authorization header (as
+    a careless server would)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -223,7 +226,7 @@ class _StubHandler(JSONHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
-            for i, piece in enumerate(STUB_ANSWER):
+            for i, piece in enumerate(STUB_REFUSAL if mode == "refuse" else STUB_ANSWER):
                 time.sleep(server.delay_s)
                 delta = {"content": piece, **({"role": "assistant"} if i == 0 else {})}
                 self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-DATASET = Path(__file__).resolve().parent.parent / "evals" / "datasets" / "dev.jsonl"
+DATASETS = Path(__file__).resolve().parent.parent / "evals" / "datasets"
+DEV, HOLDOUT = DATASETS / "dev.jsonl", DATASETS / "holdout.jsonl"
 
-FIELDS = {"id", "type", "question", "history", "expected_titles", "must_include"}
+FIELDS = {"id", "type", "question", "history", "expected_titles", "must_include", "split"}
+SPLITS = {"tune", "holdout"}
 TYPES = {"factoid", "comparative", "metadata", "unanswerable", "followup"}
 ROLES = {"user", "assistant"}
 MIN_TOTAL = 60
@@ -34,10 +36,15 @@ def _fail_if(problems: list[str]) -> None:
         pytest.fail(f"{len(problems)} problem(s):\n" + "\n".join(problems))
 
 
+@pytest.fixture(scope="module", params=[DEV, HOLDOUT], ids=["dev", "holdout"])
+def dataset(request) -> Path:
+    assert request.param.is_file(), f"missing {request.param}"
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def lines() -> list[str]:
-    assert DATASET.is_file(), f"missing {DATASET}"
-    return DATASET.read_text(encoding="utf-8").splitlines()
+def lines(dataset: Path) -> list[str]:
+    return dataset.read_text(encoding="utf-8").splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +128,24 @@ def test_ids_are_unique(rows: list[dict]) -> None:
     assert not duplicates, f"duplicate ids: {duplicates}"
 
 
-def test_enough_questions_of_every_type(rows: list[dict]) -> None:
+def test_every_question_belongs_to_a_split(dataset: Path, rows: list[dict]) -> None:
+    splits = Counter(row.get("split") for row in rows)
+    assert set(splits) <= SPLITS, f"unknown splits: {set(splits) - SPLITS}"
+    if dataset == HOLDOUT:
+        assert set(splits) == {"holdout"}
+    else:  # both parts hold every type, so each part's per-type figures mean something
+        for part in SPLITS:
+            assert {r["type"] for r in rows if r["split"] == part} == TYPES, part
+
+
+def test_no_question_is_in_two_sets() -> None:
+    questions = [json.loads(line)["question"] for path in (DEV, HOLDOUT) for line in path.read_text().splitlines()]
+    assert len(questions) == len(set(questions))
+
+
+def test_enough_questions_of_every_type(dataset: Path, rows: list[dict]) -> None:
+    if dataset != DEV:
+        pytest.skip("the size floor is the dev set's")
     assert len(rows) >= MIN_TOTAL, f"only {len(rows)} questions, need at least {MIN_TOTAL}"
     counts = Counter(row["type"] for row in rows)
     short = {t: (counts[t], n) for t, n in MIN_PER_TYPE.items() if counts[t] < n}
@@ -179,10 +203,17 @@ def test_expected_titles_exist_in_corpus(rows: list[dict], corpus_index: dict[st
     _fail_if(problems)
 
 
+def _latex_free(text: str) -> str:
+    """As the must-include metric reads an abstract: 39.9\\% is 39.9%, no $ or backslashes."""
+    return text.replace("\\%", "%").replace("$", "").replace("\\", "")
+
+
 def test_must_include_occurs_in_an_expected_abstract(rows: list[dict], corpus_index: dict[str, list[str]]) -> None:
     problems = []
     for row in rows:
-        abstracts = [_norm(a) for title in row["expected_titles"] for a in corpus_index.get(_norm(title), [])]
+        abstracts = [
+            _norm(_latex_free(a)) for title in row["expected_titles"] for a in corpus_index.get(_norm(title), [])
+        ]
         for needle in row["must_include"]:
             if not any(_norm(needle) in abstract for abstract in abstracts):
                 problems.append(f"{row['id']}: {needle!r} occurs in no expected paper's abstract")

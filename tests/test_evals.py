@@ -19,6 +19,7 @@ from assistant.cite import SourceText
 from assistant.config import Settings, get_settings
 from assistant.corpus import Paper
 from assistant.llm import FakeLLM
+from assistant.names import NameIndex
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Hit
 from evals import metrics as M
@@ -284,6 +285,8 @@ def test_dev_and_smoke_sets_parse_cleanly_and_smoke_is_a_subset_of_dev():
     dev_lines = set(DEV.read_text(encoding="utf-8").splitlines())
     assert all(line in dev_lines for line in SMOKE.read_text(encoding="utf-8").splitlines() if line.strip())
     assert DEV in runner.list_datasets() and SMOKE in runner.list_datasets()
+    # the CI gate is tuned on, so it comes from the tuning split; the held-out part stays unseen
+    assert {q.split for q in smoke} == {"tune"} and {q.split for q in dev} == {"tune", "holdout"}
 
 
 def test_floor_file_is_well_formed():
@@ -340,6 +343,7 @@ class FakeRetriever:
     def __init__(self, settings):
         self.settings = settings
         self.papers = {p.id: p for p in PAPERS}
+        self.name_index = NameIndex.build(PAPERS)  # the planner reads names with it, as with the real retriever
         self.store = FakeStore()
         self.modes: list[str] = []
 

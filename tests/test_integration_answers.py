@@ -30,9 +30,9 @@ def real(seed_store, tmp_path_factory):
 
 def test_factoid_cites_the_right_paper(real):
     a = real.ask("What AP does Gold-YOLO-N reach on COCO, and at what speed?")
-    assert not a.refused and a.error is None
+    assert not a.refused and a.error is None and a.path in ("generated", "generated+repaired", "extractive")
     assert GOLD in [c.title for c in a.citations]
-    assert "39.9" in a.text
+    assert "39.9" in a.text and "1030" in a.text
     assert a.prompt_tokens > 200 and a.completion_tokens > 5 and a.timings["ttft_s"] > 0
     assert all(c.evidence and c.evidence in real.retriever.papers[c.paper_id].abstract for c in a.citations)
 
@@ -45,13 +45,26 @@ def test_comparison_cites_both_papers(real):
 
 
 @pytest.mark.parametrize(
-    "question",
-    ["What mAP does YOLOv8 achieve on COCO?", "Who won the 2022 FIFA World Cup?"],
+    ("question", "says"),
+    [
+        ("What mAP does YOLOv8 achieve on COCO?", "No paper in the corpus mentions YOLOv8."),
+        ("Who won the 2022 FIFA World Cup?", REFUSAL),
+        ("Can you give me a recipe for sourdough bread?", REFUSAL),
+    ],
 )
-def test_off_corpus_question_is_refused_without_citations(real, question):
+def test_off_corpus_question_is_refused_without_citations(real, question, says):
     a = real.ask(question)
-    assert a.refused and a.text == REFUSAL and a.citations == []
-    assert a.possibly_related
+    assert a.refused and a.path == "refused" and a.text == says and a.citations == []
+    assert a.possibly_related and a.completion_tokens == 0  # decided by the pipeline, no model call
+
+
+def test_evidence_reaches_the_caller_before_the_first_token(real):
+    events = list(real.stream("How much computation does DoViT save in semantic segmentation?"))
+    kinds = [e.kind for e in events]
+    assert kinds.index("evidence") < kinds.index("token")
+    answer = events[-1].data
+    assert answer.timings["first_evidence_s"] < answer.timings["ttft_s"]
+    assert DOVIT in [c.title for c in answer.citations] and "40%" in answer.text
 
 
 def test_follow_up_resolves_it(real):

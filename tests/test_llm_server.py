@@ -125,6 +125,20 @@ def test_real_streamed_chat(server):
     assert llm.count_tokens("hello world") == 2  # the server's own tokenizer
 
 
+def test_the_citation_grammar_is_enforced_by_the_real_server(server):
+    """Constrained decoding must really hold: llama.cpp releases have ignored a grammar or schema silently."""
+    from assistant.cite import CITED_SENTENCE, cited_grammar
+
+    llm = LLM(base_url=server.base_url, model=NAME, api_key=server.api_key, max_retries=0, timeout_s=60, server=server)
+    ask = [{"role": "user", "content": "Reply with exactly these words and nothing else: hello world, no sources"}]
+    free = llm.chat(ask, max_tokens=24, temperature=0.0).strip()
+    constrained = llm.chat(ask, max_tokens=64, temperature=0.0, grammar=cited_grammar(2, 3)).strip()
+    whole = re.compile(rf"{CITED_SENTENCE.pattern}(?: {CITED_SENTENCE.pattern})*")
+    assert not whole.fullmatch(free), free  # unconstrained, the model does what it was told: no marker
+    assert whole.fullmatch(constrained), constrained  # constrained, every sentence ends "[1]." or "[2]."
+    assert not re.search(r"\[(?![12]\])", constrained)  # and names only sources that exist
+
+
 def test_wrong_key_is_rejected(server):
     llm = LLM(base_url=server.base_url, model=NAME, api_key="sk-wrong-key-000", max_retries=0, timeout_s=30)
     with pytest.raises(LLMAuthError, match="rejected the API key") as info:

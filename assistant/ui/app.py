@@ -263,6 +263,12 @@ class AppUI:
                 if item.kind == "status":
                     phase, phase_started = str(item.data), now
                     turn["status"] = phase
+                elif item.kind == "evidence":
+                    # the sources panel shows the selected evidence at once, while the model reads the prompt
+                    papers = self.backend.retriever.papers if self.backend.store_ready else {}
+                    panel = render.evidence_panel(item.data, turn["question"], papers, index, question_no=index + 1)
+                    yield chat_messages(session), session, panel, skip, skip
+                    continue
                 elif item.kind == "token":
                     turn["text"] = turn.get("text", "") + str(item.data)
                     turn["status"] = None

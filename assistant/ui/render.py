@@ -13,7 +13,7 @@ from pathlib import Path
 from ..answer import Answer
 from ..cite import MARKER
 from ..corpus import Paper
-from ..text import author_list
+from ..text import INLINE_MATH, MATH_COMMAND, author_list, math_symbol
 
 _MARKER_ONE = re.compile(r"\[(\d{1,3})\]")
 
@@ -22,87 +22,18 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-_MATH = re.compile(r"\$(?!\s)([^$\n]{0,58}[^$\s\\])\$")  # no space inside the dollars: "$5 and $6" is money
-_SYMBOLS = {
-    "sim": "∼",
-    "times": "×",
-    "approx": "≈",
-    "le": "≤",
-    "leq": "≤",
-    "ge": "≥",
-    "geq": "≥",
-    "pm": "±",
-    "cdot": "·",
-    "to": "→",
-    "rightarrow": "→",
-    "leftarrow": "←",
-    "infty": "∞",
-    "ell": "ℓ",
-    "%": "%",
-    "_": "_",
-    "&amp;": "&amp;",
-}
-_COMMAND = re.compile(r"\\([A-Za-z]+|%|_|&amp;)")
-_GREEK = dict(
-    zip(
-        [
-            "alpha",
-            "beta",
-            "gamma",
-            "delta",
-            "epsilon",
-            "zeta",
-            "eta",
-            "theta",
-            "iota",
-            "kappa",
-            "lambda",
-            "mu",
-            "nu",
-            "xi",
-            "pi",
-            "rho",
-            "sigma",
-            "tau",
-            "upsilon",
-            "phi",
-            "chi",
-            "psi",
-            "omega",
-            "Gamma",
-            "Delta",
-            "Theta",
-            "Lambda",
-            "Xi",
-            "Pi",
-            "Sigma",
-            "Phi",
-            "Psi",
-            "Omega",
-        ],
-        "αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ",
-        strict=True,
-    )
-)
-
-
-def _symbol(m: re.Match) -> str:
-    name = m.group(1)
-    return _SYMBOLS.get(name) or _GREEK.get(name) or name
-
-
 def pretty_math(escaped: str) -> str:
     """Common inline LaTeX of abstracts ($\\sim$ 60%, 2$\\times$, $\\alpha$, 40\\%) as Unicode, for display only.
 
     Works on already-escaped HTML: it only removes ``$``, backslashes and braces and inserts plain characters."""
 
     def math(m: re.Match) -> str:
-        inner = _COMMAND.sub(_symbol, m.group(1))
+        inner = MATH_COMMAND.sub(math_symbol, m.group(1))
         inner = re.sub(r"\^\{([^{}]*)\}|\^(\w)", lambda g: f"<sup>{g.group(1) or g.group(2)}</sup>", inner)
         inner = re.sub(r"_\{([^{}]*)\}|_(\w)", lambda g: f"<sub>{g.group(1) or g.group(2)}</sub>", inner)
         return inner.replace("{", "").replace("}", "").replace("\\", "")
 
-    out = _MATH.sub(math, escaped)
+    out = INLINE_MATH.sub(math, escaped)
     return re.sub(r"\\(%|_|&amp;)", r"\1", out)
 
 
@@ -169,6 +100,14 @@ def answer_markdown(answer: Answer, turn: int) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+PATH_LABELS = {
+    "generated": "written by the model",
+    "generated+repaired": "written by the model, repaired by the checker",
+    "extractive": "quoted from the abstracts",
+    "refused": "refused by the pipeline",
+}
+
+
 def meta_html(answer: Answer) -> str:
     lines = []
     searched = []
@@ -178,12 +117,18 @@ def meta_html(answer: Answer) -> str:
         searched.append(f"filters: {esc(answer.filters_applied)}")
     if searched:
         lines.append(f'<div class="answer-meta query">↳ {" · ".join(searched)}</div>')
+    if answer.plan_why:
+        lines.append(f'<div class="answer-meta plan">plan: {esc("; ".join(answer.plan_why))}</div>')
     t = answer.timings or {}
-    stats = []
-    if answer.refused and not answer.completion_tokens:
-        stats.append("refused from retrieval scores (no model call)")
+    stats = [f'<span class="path {esc(answer.path.replace("+", "-"))}">{esc(PATH_LABELS[answer.path])}</span>']
+    if answer.refused:
+        stats.append(f"check: {esc(answer.refusal_check or 'off_topic')} (no model call)")
     elif answer.model:
         stats.append(esc(model_label(answer.model)))
+    if answer.failure:
+        stats.append(f"model's reply not used: {esc(answer.failure)}")
+    if t.get("first_evidence_s") is not None:
+        stats.append(f"evidence {t['first_evidence_s']:.2f} s")
     if answer.prompt_tokens or answer.completion_tokens:
         stats.append(f"{answer.prompt_tokens:,} prompt + {answer.completion_tokens:,} completion tokens")
     if t.get("ttft_s") and answer.completion_tokens:
@@ -219,20 +164,28 @@ def notice_markdown(message: str) -> str:
 
 
 # -- source cards --------------------------------------------------------------------------------------------
-def highlight(abstract: str, evidence: str | None) -> str:
-    """The abstract, escaped, with the evidence sentence wrapped in <mark>."""
-    if not evidence or not evidence.strip():
-        return pretty_math(esc(abstract))
-    start = abstract.find(evidence)
-    end = start + len(evidence)
-    if start < 0:
-        words = re.findall(r"\S+", evidence)
-        m = re.search(r"\s+".join(re.escape(w) for w in words), abstract) if words else None
-        if m is None:
-            return pretty_math(esc(abstract))
-        start, end = m.start(), m.end()
-    before, inside, after = (pretty_math(esc(x)) for x in (abstract[:start], abstract[start:end], abstract[end:]))
-    return f"{before}<mark>{inside}</mark>{after}"
+def _span(abstract: str, sentence: str) -> tuple[int, int] | None:
+    start = abstract.find(sentence)
+    if start >= 0:
+        return start, start + len(sentence)
+    words = re.findall(r"\S+", sentence)
+    m = re.search(r"\s+".join(re.escape(w) for w in words), abstract) if words else None
+    return (m.start(), m.end()) if m else None
+
+
+def highlight(abstract: str, evidence: str | list[str] | None) -> str:
+    """The abstract, escaped, with the evidence sentence (or sentences) wrapped in <mark>."""
+    sentences = [evidence] if isinstance(evidence, str) else list(evidence or [])
+    spans = sorted(sp for s in sentences if s and s.strip() and (sp := _span(abstract, s)) is not None)
+    out, pos = [], 0
+    for start, end in spans:
+        if start < pos:  # overlapping sentences: keep the first
+            continue
+        out.append(pretty_math(esc(abstract[pos:start])))
+        out.append(f"<mark>{pretty_math(esc(abstract[start:end]))}</mark>")
+        pos = end
+    out.append(pretty_math(esc(abstract[pos:])))
+    return "".join(out)
 
 
 def paper_meta(paper: Paper | None, *, authors: list[str], year, category: str | None) -> str:
@@ -312,6 +265,31 @@ def sources_panel(answer: Answer | None, turn: int, papers: Mapping[str, Paper],
         label = "Closest papers" if not cited_ctx else "Retrieved but not cited"
         parts.append(
             f'<details class="uncited"{open_attr}><summary>{label} ({len(other_ctx)})</summary>{cards}</details>'
+        )
+    return "".join(parts)
+
+
+def evidence_panel(evidence, question: str, papers: Mapping[str, Paper], turn: int, question_no: int = 0) -> str:
+    """The sources of an answer still being written: every paper with its evidence sentences highlighted, shown
+    as soon as the pipeline has selected them (before the model's first token)."""
+    head = (
+        f'<div class="sources-head"><h3>Sources</h3><div class="sources-q">answer {question_no or turn + 1}: '
+        f"“{esc(question)}”</div>"
+        f'<div class="sources-count">{len(evidence.sources)} papers · evidence selected, the answer is being '
+        "written</div></div>"
+    )
+    parts = [head]
+    for src in evidence.sources:
+        paper = papers.get(src.paper_id)
+        abstract = paper.abstract if paper is not None else src.text
+        meta = paper_meta(paper, authors=src.authors, year=src.year, category=paper.category if paper else None)
+        parts.append(
+            f'<article class="src-card evidence" id="{_card_id(turn, src.n)}" data-paper="{esc(src.paper_id)}">'
+            f'<header><span class="src-n">{src.n}</span><h4>{esc(src.title)}</h4></header>'
+            f'<div class="src-meta">{meta}</div>'
+            '<div class="src-evidence-label">highlighted: the evidence the answer is written from</div>'
+            f'<p class="src-abstract">{highlight(abstract, [x.text for x in src.sentences])}</p>'
+            "</article>"
         )
     return "".join(parts)
 

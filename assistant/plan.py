@@ -1,0 +1,255 @@
+"""The question plan: what kind of question this is, what it is about, and which papers answer it.
+
+`plan_question()` reads a question (and the conversation) into a typed `Plan`: its kind (factoid, comparison,
+listing), the standalone query, the filters, the compared targets and the names it asks about, with the reasons.
+`gather()` retrieves the papers the plan needs. The assistant and the evals both call these two functions, so the
+eval's `retrieval.*` metrics are the pipeline's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .filters import Filters
+from .names import NameIndex, mentions, salient_terms
+from .retrieve import Hit, Retriever, filters_from_question
+
+Kind = Literal["factoid", "comparison", "listing"]
+
+PRONOUN = re.compile(
+    r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
+)
+_COMPARE = re.compile(
+    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|vs\.?|versus)\b", re.I
+)
+_METHOD_SPLIT = [
+    re.compile(
+        r"how (?:does|do|is|are) (?P<a>.+?) (?:differ|compare|contrast)\w*(?: in [^,?]{1,40}?)? (?:from|to|with)"
+        r" (?P<b>.+?)[?.]?$",
+        re.I,
+    ),
+    re.compile(r"(?:difference|differences) between (?P<a>.+?) and (?P<b>.+?)[?.]?$", re.I),
+    re.compile(r"compare (?P<a>.+?) (?:and|with|to|against|vs\.?|versus) (?P<b>.+?)[?.:]?$", re.I),
+    re.compile(r"(?P<a>[^,.?:;]+?) (?:vs\.?|versus) (?P<b>[^,.?:;]+)", re.I),
+]
+_CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
+# A compared "target" that is a pronoun is the question's own subject: "…, and how does it compare with
+# Medusa-1 in extra parameters?" asks one paper about a baseline it names, which is a factoid.
+_PRONOUN_TARGET = re.compile(
+    r"^(?:it|its|they|them|this|that|these|those|(?:this|that|the|our) (?:method|model|approach|paper|work|one))$",
+    re.I,
+)
+_SPLIT_TARGETS = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
+def comparison_targets(question: str) -> list[str]:
+    """The methods a comparative question names (two or more), or [] for other questions."""
+    if not _COMPARE.search(question):
+        return []
+    # judge only the last sentence that asks the comparison; earlier ones are background
+    sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
+    target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
+    target = target.split(":")[0] if _COMPARE.search(target.split(":")[0]) else target  # "Compare A and B: which …"
+    for pattern in _METHOD_SPLIT:
+        m = pattern.search(target)
+        if not m:
+            continue
+        parts = [*_SPLIT_TARGETS.split(m.group("a")), *_SPLIT_TARGETS.split(m.group("b"))]
+        cleaned = [re.sub(r"^(?:the|a|an)\s+", "", p.strip(" ,.?"), flags=re.I) for p in parts]
+        if any(_PRONOUN_TARGET.match(c) for c in cleaned):
+            return []  # a baseline mentioned by a question about "it"
+        # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
+        cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
+        if len(cleaned) >= 2:
+            return cleaned[:4]
+    return []
+
+
+_REFERENCE = re.compile(
+    r"\b(?:(?P<poss>its|their)|it|they|them|(?:this|that|the) (?:method|model|approach|paper|work|technique|agent"
+    r"|framework|system|network|detector|architecture|algorithm))\b",
+    re.I,
+)
+
+
+def conversation_names(history: list[dict], index: NameIndex | None = None) -> list[str]:
+    """The names a conversation is about, the likeliest referent first: the user's words before the assistant's,
+    the latest first, and (with the corpus's name index) a paper's own method (Kangaroo) before a benchmark or
+    baseline it mentions (Spec-Bench, Medusa-1)."""
+    find = index.names_in if index is not None else salient_terms
+    terms = [t for m in reversed(history) if m["role"] == "user" for t in find(m["content"])]
+    terms += [t for m in reversed(history) for t in find(m["content"])]
+    terms = list(dict.fromkeys(terms))
+    if index is not None:
+        terms.sort(key=lambda t: 0 if index.owners(t) else 1)  # stable: the order above breaks ties
+    return terms
+
+
+def resolve_references(question: str, history: list[dict], index: NameIndex | None = None) -> str:
+    """Replace the first pronoun of a follow-up with the method the conversation was about (no model needed)."""
+    terms = conversation_names(history, index)
+    if not terms:
+        last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+        return f"{question} {last_user}".strip()
+    name = terms[0]
+    m = _REFERENCE.search(question)
+    if not m:
+        return f"{question} ({name})"
+    replacement = f"{name}'s" if m.group("poss") else name
+    return question[: m.start()] + replacement + question[m.end() :]
+
+
+def has_reference(question: str) -> bool:
+    return _REFERENCE.search(question) is not None
+
+
+def looks_like_followup(question: str) -> bool:
+    """A question that refers back ("it", "they", "the agent", "this method") or is too short to stand alone."""
+    return bool(PRONOUN.search(question)) or has_reference(question) or len(question.split()) <= 5
+
+
+_LISTING = re.compile(r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\bpapers?\b", re.I)
+_MORE_ASKED = re.compile(r"\band\s+(?:what|how|why|which|who|when|where)\b|,\s*and\b", re.I)
+
+
+def is_listing(question: str, filters: Filters) -> bool:
+    """A question that asks only which papers match an author, year or category filter."""
+    return not filters.is_empty() and bool(_LISTING.search(question)) and not _MORE_ASKED.search(question)
+
+
+class Plan(BaseModel):
+    """What the pipeline makes of a question before it retrieves anything."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    question: str
+    kind: Kind = "factoid"
+    followup: bool = Field(False, description="The question was rewritten from the conversation.")
+    query: str = Field(description="The standalone question retrieval and answering use.")
+    filters: Filters = Field(default_factory=Filters)
+    compared: list[str] = Field(default_factory=list, description="The compared targets (names or descriptions).")
+    names: list[str] = Field(default_factory=list, description="Names the question asks about (DoViT, COCO, …).")
+    why: list[str] = Field(default_factory=list, description="Which words of the question decided what.")
+
+
+class PlanError(ValueError):
+    """The question's constraints cannot be met as given (an empty year range); the message says why."""
+
+
+def plan_question(
+    question: str,
+    history: list[dict],
+    retriever: Retriever,
+    filters: Filters | None = None,
+    rewrite: Callable[[str, list[dict]], str] | None = None,
+) -> Plan:
+    """The plan for a (validated) question. ``rewrite`` turns a follow-up into a standalone query; without it the
+    first pronoun is resolved to the method the conversation was about."""
+    why: list[str] = []
+    query, followup = question, False
+    if history and looks_like_followup(question):
+        if rewrite is not None:
+            query = rewrite(question, history)
+        else:
+            query = resolve_references(question, history, retriever.name_index)
+        followup = query != question
+        if followup:
+            why.append(f"follow-up rewritten as {query!r}")
+    applied = filters_from_question(query, list(retriever.papers.values()))
+    if not applied.is_empty():
+        why.append(f"filters from the question: {applied.describe()}")
+    if filters is not None:
+        applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
+    try:
+        applied.validate()
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    compared = comparison_targets(query)
+    names = retriever.name_index.names_in(query)
+    kind: Kind = "factoid"
+    if compared:
+        kind = "comparison"
+        why.append("comparison of " + ", ".join(compared))
+    elif is_listing(query, applied):
+        kind = "listing"
+        why.append("asks only which papers match the filters")
+    if names:
+        why.append("names asked about: " + ", ".join(names))
+    return Plan(
+        question=question,
+        kind=kind,
+        followup=followup,
+        query=query,
+        filters=applied,
+        compared=compared,
+        names=names,
+        why=why,
+    )
+
+
+# Family names many papers share: a compared target named only by one of these is found by retrieval, not by name.
+_GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}
+LISTING_MAX = 10
+
+
+class Gathered(BaseModel):
+    """The papers a plan retrieved: the ranked hits and, for a comparison, each target's paper (or None)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    hits: list[Hit]
+    per_target: dict[str, Hit | None] = Field(default_factory=dict)
+
+
+def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = None, mode: str | None = None) -> Gathered:
+    """Retrieve for a plan: the top papers, every compared target's own paper first (a named target must be named
+    by its paper, else the corpus lacks it), all matching papers for a listing, and any paper that uses every name
+    the question asks about (a name retrieval missed is still the question's subject)."""
+    depth = depth or top_k
+    filters = None if plan.filters.is_empty() else plan.filters
+    if plan.kind == "listing":
+        return Gathered(
+            hits=retriever.search(plan.query, top_k=max(top_k, LISTING_MAX, depth), filters=filters, mode=mode)
+        )
+    hits = retriever.search(plan.query, top_k=depth, filters=filters, mode=mode)
+    if plan.kind != "comparison":
+        return Gathered(hits=_with_named_paper(plan, retriever, hits, depth, filters, mode))
+    per_target: dict[str, Hit | None] = {}
+    chosen: dict[str, Hit] = {}
+    for target in plan.compared:
+        found = retriever.search(target, top_k=3, filters=filters, mode=mode)
+        names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
+        if names:
+            found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
+        hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
+        per_target[target] = hit
+        if hit is not None:
+            chosen.setdefault(hit.paper.id, hit)
+    # the compared papers alone make a shorter, clearer prompt; fill up only for targets not found
+    room = len(plan.compared) if all(per_target.values()) else max(top_k, len(plan.compared))
+    room = max(room, depth) if depth > top_k else room
+    for hit in hits:
+        if len(chosen) >= room:
+            break
+        chosen.setdefault(hit.paper.id, hit)
+    return Gathered(hits=list(chosen.values()), per_target=per_target)
+
+
+def _with_named_paper(plan: Plan, retriever: Retriever, hits: list[Hit], depth: int, filters, mode) -> list[Hit]:
+    index: NameIndex = retriever.name_index
+    known = [n for n in plan.names if index.papers_with(n)]
+    if not known:
+        return hits
+    users = set.intersection(*(index.papers_with(n) for n in known)) & set(retriever.papers)
+    if filters is not None:
+        users = {pid for pid in users if filters.matches(retriever.papers[pid])}
+    if not users or any(h.paper.id in users for h in hits) or len(users) > 3:
+        return hits
+    extra = [h for h in retriever.search(plan.query, top_k=30, filters=filters, mode=mode) if h.paper.id in users]
+    if not extra:
+        extra = [Hit(paper=retriever.papers[pid]) for pid in sorted(users)]
+    return (extra[:1] + hits)[:depth] if depth > 1 else extra[:1]
