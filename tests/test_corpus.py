@@ -1170,10 +1170,16 @@ def test_a_nul_byte_costs_its_line_not_the_file(tmp_path):
     r = parse_file(path)
     assert [p.title for p in r.papers] == [ARXIV_LIKE[0][0], ARXIV_LIKE[1][0]]
     assert [(i.line, i.level) for i in r.issues] == [(2, "error")] and "NUL byte" in r.issues[0].message
-    # a real binary file is still refused whole
+    # a real binary file is still refused whole, even an uncompressed zip that holds a seed page verbatim
     png = tmp_path / "figure.jsonl"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8)
     assert parse_file(png).layout == C.LAYOUT_BINARY
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "page.zip", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("page.txt", SEED_000.read_text(encoding="utf-8"))
+    r = parse_file(tmp_path / "page.zip")
+    assert r.layout == C.LAYOUT_BINARY and r.papers == []
 
 
 def test_same_paper_rule_and_people():
