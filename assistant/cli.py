@@ -61,7 +61,8 @@ def _check_before_starting(settings: Settings) -> None:
     files = check_store_files(settings.data_dir, settings.store.collection)
     if files.problems:
         raise _fail(damaged_message(settings.data_dir, files.problems))
-    if not files.chunks:
+    no_db = settings.chroma_dir.is_dir() and not (settings.chroma_dir / "chroma.sqlite3").exists()
+    if files.chunks == 0 or (files.chunks is None and no_db):  # no folder yet: opening says who is creating it
         raise _fail("the store is empty: run `assistant ingest` first")
 
 
@@ -158,6 +159,7 @@ def ingest(
         console.print(f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False)
         try:
             if rebuild and settings.store.chroma_url:
+                salvaged = store.papers()  # a server's store is dropped, not moved: its records are kept here
                 store.rebuild()
             by_file = {r.file: r for r in corpus.results}
             seeds = settings.seeds_dir.resolve()
@@ -206,6 +208,8 @@ def ingest(
                 f"merged in ({only_in_catalog} of them in no file)",
                 highlight=False,
             )
+        elif settings.store.chroma_url:
+            console.print(f"rebuilt: the collection was dropped and built again, its {len(salvaged)} paper(s) kept")
         else:
             console.print("rebuilt: there was no store to move aside", highlight=False)
     if any(i.level == "error" for i in corpus.issues):

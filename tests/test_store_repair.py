@@ -514,3 +514,17 @@ def test_upload_merges_by_the_same_rule_reports_conflicts_and_keeps_a_copy(data,
         assert len(backend.papers()) == 16  # merged, nothing invented
     kept = json.loads((data / "added" / "manifest.jsonl").read_text().splitlines()[0])
     assert kept["name"] == "upload/dovit.jsonl" and (data / "added" / kept["copy"]).read_bytes().startswith(b"{")
+
+
+def test_web_app_reports_a_damaged_store_in_its_status_and_starts_no_llm(data, no_llm, caplog):
+    from assistant.ui.backend import Backend
+
+    _damage(data, "truncated")
+    backend = Backend(Settings(data_dir=data)).start()
+    try:
+        assert not backend.wait(60)
+        assert backend.store_error and "is damaged" in backend.store_error
+        assert "Run `assistant ingest --rebuild`" in backend.unavailable_reason()
+    finally:
+        backend.close()
+    assert no_llm == [] and not any(r.exc_info for r in caplog.records)  # logged in one line, no traceback

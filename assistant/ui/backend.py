@@ -237,7 +237,7 @@ class Backend:
 
     def _start(self) -> None:
         from ..retrieve import Retriever
-        from ..store import PaperStore
+        from ..store import PaperStore, StoreError
 
         self._set_phase("opening the store and loading the embedder")
         store = PaperStore(self.settings)
@@ -247,7 +247,10 @@ class Backend:
             retriever.warm_up()
         except Exception as exc:
             store.close()
-            log.exception("store start-up failed")
+            if isinstance(exc, StoreError):  # damaged, read-only, disk full...: the message says what to do
+                log.error("store start-up failed: %s", exc)
+            else:
+                log.exception("store start-up failed")
             with self._cond:
                 self._store_error = str(exc)
                 self._phase = "failed"
