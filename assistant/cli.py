@@ -6,6 +6,7 @@ see `assistant settings` for every field and its current value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -33,6 +34,38 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextlib.contextmanager
+def _faults(settings: Settings):
+    """Store errors and faults of the machine (disk full, read-only, permission denied) end in one line."""
+    from chromadb.errors import ChromaError
+
+    from .store import StoreError, machine_fault
+
+    try:
+        yield
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, ChromaError) as exc:  # Chroma reports a full disk as InternalError("Error in compaction…")
+        fault = machine_fault(exc, settings.data_dir)
+        if fault is None:
+            raise
+        raise _fail(fault) from None
+
+
+def _check_before_starting(settings: Settings) -> None:
+    """A damaged or empty local store is reported before the embedder and the LLM are started."""
+    from .store import check_store_files, damaged_message
+
+    if settings.store.chroma_url:
+        return
+    files = check_store_files(settings.data_dir, settings.store.collection)
+    if files.problems:
+        raise _fail(damaged_message(settings.data_dir, files.problems))
+    no_db = settings.chroma_dir.is_dir() and not (settings.chroma_dir / "chroma.sqlite3").exists()
+    if files.chunks == 0 or (files.chunks is None and no_db):  # no folder yet: opening says who is creating it
+        raise _fail("the store is empty: run `assistant ingest` first")
+
+
 def _require_store(settings: Settings) -> None:
     """Commands that only read never create a store: a missing one is reported with what to do."""
     if settings.store.chroma_url or settings.chroma_dir.is_dir() or (settings.data_dir / "store.lock").exists():
@@ -43,14 +76,14 @@ def _require_store(settings: Settings) -> None:
     )
 
 
-def _open_store(settings: Settings):
-    from .store import PaperStore, StoreError
+def _open_store(settings: Settings, **kw):
+    from .store import PaperStore
 
-    store = PaperStore(settings)
-    try:
+    store = PaperStore(settings, **kw)
+    with _faults(settings):
         store.open()
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
+    if store.recovered:
+        console.print(f"note: {store.recovered}", style="yellow", highlight=False)
     return store
 
 
@@ -72,31 +105,87 @@ def ingest(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Files or folders (seed layouts, arXiv JSONL). Default: the seeds.")
     ] = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the store and start over.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Move the store aside (damaged or not) and build it again from PATHS (default: the seeds), the "
+            "files you added before and any paper of the old catalog that no file holds.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Parse paper files, embed them and store them in Chroma. Re-running adds nothing new."""
-    from .corpus import load_corpus
+    """Parse paper files, embed them and store them in Chroma, one file at a time. Re-running adds nothing new."""
+    from .corpus import IngestLimits, PaperIndex, iter_corpus_files, load_corpus
+    from .store import PaperStore, added_files, read_catalog
 
     settings = get_settings()
     targets = paths or [settings.seeds_dir]
     missing = [str(p) for p in targets if not p.exists()]
     if missing:
         raise _fail(f"no such file or folder: {', '.join(missing)}")
-    corpus = load_corpus(targets)
+    limits = IngestLimits.from_settings(settings.ingest)
+    given = iter_corpus_files(targets)
+    kept = added_files(settings) if rebuild else []
+    with _faults(settings):
+        corpus = load_corpus(given + [path for path, _ in kept], limits, names=dict(kept))
+    orphan_warning = "abstract-only record matches no titled paper"  # judged again against the store below
     for issue in corpus.issues:
+        if issue.level == "warning" and issue.message.startswith(orphan_warning):
+            continue
         where = f"{issue.file}:{issue.line}" if issue.line else issue.file
         colour = "red" if issue.level == "error" else "yellow"
         console.print(f"[{colour}]{issue.level}[/] {where}: {issue.message}", highlight=False)
-    store = _open_store(settings)
-    console.print(f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False)
-    try:
-        if rebuild:
-            store.rebuild()
-        report = store.ingest(corpus.papers, progress=not quiet)
-    finally:
-        store.close()
-    skipped = sum(1 for i in corpus.issues if i.level == "error") + len(corpus.unmatched_abstracts)
+
+    store = PaperStore(settings, read_only=False)
+    moved = None
+    salvaged = []
+    only_in_catalog = 0
+    with _faults(settings):
+        if rebuild and not settings.store.chroma_url:
+            store.lock()
+            moved = store.set_aside()
+            if moved is not None:
+                # the old catalog's records are merged in too: nothing the old store held is lost, not even a
+                # paper no file gives any more (say, an upload from before copies were kept)
+                salvaged = read_catalog(moved / "papers.jsonl")
+                known = PaperIndex()
+                for p in corpus.papers:
+                    known.add(p, p.id)
+                only_in_catalog = sum(1 for p in salvaged if known.find(p) is None)
+        store.open()
+        if store.recovered:
+            console.print(f"note: {store.recovered}", style="yellow", highlight=False)
+        console.print(f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False)
+        try:
+            if rebuild and settings.store.chroma_url:
+                salvaged = store.papers()  # a server's store is dropped, not moved: its records are kept here
+                store.rebuild()
+            by_file = {r.file: r for r in corpus.results}
+            seeds = settings.seeds_dir.resolve()
+            for f in given:  # kept so that `ingest --rebuild` can read them again
+                r = by_file.get(f)
+                if r is not None and (r.papers or r.orphan_abstracts) and seeds not in Path(f).resolve().parents:
+                    store.keep_added(Path(f), f)
+            report = store.ingest(
+                corpus.papers + salvaged,
+                progress=not quiet,
+                orphans=corpus.unmatched_orphans,
+                file_order=list(corpus.per_file),
+            )
+        finally:
+            store.close()
+    for ref in report.unmatched:
+        console.print(
+            f"[yellow]warning[/] {ref.file}:{ref.line}: abstract-only record matches no paper read or stored; skipped",
+            highlight=False,
+        )
+    merges = corpus.merges + report.merges
+    if merges:
+        console.print(f"{len(merges)} merge(s) with conflicting fields:", highlight=False)
+        for note in merges:
+            console.print(f"  merged: {note}", highlight=False, markup=False)
+    skipped = sum(1 for i in corpus.issues if i.level == "error") + len(report.unmatched)
     table = Table(title="ingest", show_header=True)
     for col in ("files", "papers parsed", "added", "updated", "unchanged", "skipped", "seconds", "papers/s"):
         table.add_column(col, justify="right")
@@ -111,6 +200,18 @@ def ingest(
         f"{report.papers_per_s:.1f}",
     )
     console.print(table)
+    if rebuild:
+        if moved is not None:
+            console.print(
+                f"rebuilt: the old store was moved to {moved} (delete it once the new one works); "
+                f"{len(kept)} file(s) you added were read again and the {len(salvaged)} paper(s) of its catalog "
+                f"merged in ({only_in_catalog} of them in no file)",
+                highlight=False,
+            )
+        elif settings.store.chroma_url:
+            console.print(f"rebuilt: the collection was dropped and built again, its {len(salvaged)} paper(s) kept")
+        else:
+            console.print("rebuilt: there was no store to move aside", highlight=False)
     if any(i.level == "error" for i in corpus.issues):
         raise typer.Exit(2)
 
@@ -122,7 +223,7 @@ def papers(
     year_to: Annotated[int | None, typer.Option("--year-to", help="Latest year (inclusive).")] = None,
     category: Annotated[str | None, typer.Option(help="Category code, e.g. CV, LG, CL.")] = None,
     author: Annotated[str | None, typer.Option(help="Author name substring (case-insensitive).")] = None,
-    search: Annotated[str | None, typer.Option(help="Substring of the title.")] = None,
+    search: Annotated[str | None, typer.Option(help="Substring of the title (or of an alternative title).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
 ) -> None:
@@ -143,14 +244,16 @@ def papers(
     _require_store(settings)
     store = _open_store(settings)
     try:
-        stored = store.papers()
+        with _faults(settings):
+            stored = store.papers()
     finally:
         store.close()
     if not stored:
         console.print("the store is empty: run `assistant ingest` first", style="yellow", highlight=False)
     rows = [p for p in stored if filters.matches(p)]
     if search:
-        rows = [p for p in rows if search.casefold() in p.title.casefold()]
+        needle = search.casefold()
+        rows = [p for p in rows if any(needle in t.casefold() for t in [p.title, *p.alt_titles])]
     rows.sort(key=lambda p: (-(p.year or 0), p.title.casefold()))
     if limit is not None:
         rows = rows[:limit]
@@ -186,9 +289,11 @@ def _start_assistant(settings: Settings):
     from .store import StoreError
 
     _require_store(settings)
+    _check_before_starting(settings)
     console.print("starting: loading the store and the embedder, starting the LLM …", style="dim")
     try:
-        assistant = Assistant.from_settings(settings)
+        with _faults(settings):
+            assistant = Assistant.from_settings(settings)
     except (StoreError, LLMError) as exc:
         raise _fail(str(exc)) from None
     for role, what in assistant.describe().items():
@@ -335,6 +440,39 @@ def chat(
                 history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
     finally:
         assistant.close()
+
+
+@app.command()
+def doctor(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Roll back an interrupted ingest and rebuild the keyword index and cache.")
+    ] = False,
+) -> None:
+    """Check the store: Chroma, the keyword index and the paper cache agree, the vector index answers a test query.
+    Says what is wrong and the one command that fixes it (exit code 1 when something is)."""
+    from .doctor import REPAIR, diagnose, one_fix, repair
+
+    settings = get_settings()
+    _require_store(settings)
+    with _faults(settings):
+        checks = diagnose(settings)
+        if fix and one_fix(checks) == REPAIR:
+            note = repair(settings)
+            if note:
+                console.print(f"note: {note}", style="yellow", highlight=False)
+            console.print("repaired; checking again", style="dim")
+            checks = diagnose(settings)
+    for check in checks:
+        out.print(str(check), highlight=False, markup=False)
+    needed = one_fix(checks)
+    if all(c.ok for c in checks):
+        out.print("the store is healthy", highlight=False)
+        return
+    if needed is None:
+        out.print("to fix: do what the problem above says, then run `assistant doctor` again", highlight=False)
+    else:
+        out.print(f"to fix: run `{needed}`", highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 @app.command("eval")

@@ -108,6 +108,20 @@ class ChunkSettings(BaseModel):
     overlap_sentences: int = Field(1, ge=0, description="Sentences repeated between consecutive chunks.")
 
 
+class IngestSettings(BaseModel):
+    """Limits checked before a corpus file is parsed (file size, record count) or a record is kept (abstract)."""
+
+    max_file_mb: float = Field(
+        64.0, gt=0, description="Largest corpus file ingest reads, in MB; a larger file is refused unread."
+    )
+    max_records_per_file: int = Field(
+        50_000, ge=1, description="Most records one corpus file may hold; a file with more is refused whole."
+    )
+    max_abstract_chars: int = Field(
+        5_000, ge=100, description="Longest abstract kept, in characters (arXiv caps abstracts at 1,920)."
+    )
+
+
 class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retriever used to answer.")
     top_k: int = Field(3, ge=1, le=50, description="Papers passed to the model (comparisons: one per method).")
@@ -157,6 +171,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     chunk: ChunkSettings = Field(default_factory=ChunkSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @model_validator(mode="after")

@@ -49,7 +49,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -78,6 +78,12 @@ class Paper(BaseModel):
     abstract: str
     sources: list[SourceRef] = Field(default_factory=list)
     arxiv_id: str | None = Field(None, description="arXiv identifier when the source gave one (JSON/JSONL).")
+    alt_titles: list[str] = Field(
+        default_factory=list, description="Other titles the paper was read under (kept when records merge)."
+    )
+    categories: list[str] = Field(
+        default_factory=list, description="Every category code read for the paper; the first is ``category``."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -95,6 +101,7 @@ LAYOUT_EMPTY = "empty"
 LAYOUT_BINARY = "binary"
 LAYOUT_UNREADABLE = "unreadable"
 LAYOUT_UNKNOWN = "unknown"
+LAYOUT_TOO_LARGE = "too_large"
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".jsonl", ".json", ""})
 
@@ -123,6 +130,7 @@ class ParseResult(BaseModel):
     orphan_abstracts: list[tuple[str, SourceRef]] = Field(
         default_factory=list, description="Abstract-only records (abstract, where); merged by load_corpus."
     )
+    rejected: str | None = Field(None, description="Why the whole file was refused (then it gives no record).")
 
     @property
     def errors(self) -> list[ParseIssue]:
@@ -133,6 +141,43 @@ class ParseResult(BaseModel):
         return [i for i in self.issues if i.level == "warning"]
 
 
+class MergeConflict(BaseModel):
+    """Two records of one paper disagree on a field: what was kept and what the other record said."""
+
+    field: str
+    kept: str
+    other: str
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.kept!r} vs {self.other!r}"
+
+
+class MergeNote(BaseModel):
+    """A record merged into a paper (by title, abstract, or as an abstract-only record) whose fields conflict."""
+
+    paper_id: str
+    title: str
+    source: SourceRef | None = Field(None, description="The record merged in.")
+    into: SourceRef | None = Field(None, description="The first record of the paper it was merged into.")
+    matched_by: str
+    conflicts: list[MergeConflict] = Field(default_factory=list)
+
+    def __str__(self) -> str:
+        def where(ref: SourceRef | None) -> str:
+            return f"{ref.file}:{ref.line}" if ref else "the store"
+
+        fixes = {
+            "title": "the other title is kept as an alternative title",
+            "authors": "both author lists are kept",
+            "category": "both categories are kept",
+        }
+        parts = [f"{c} ({fixes.get(c.field, 'the first is kept')})" for c in self.conflicts]
+        return (
+            f"{where(self.source)} merged into {_snippet(self.title, 70)!r} ({where(self.into)}, "
+            f"same {self.matched_by}): " + "; ".join(parts)
+        )
+
+
 class CorpusReport(BaseModel):
     """Files or folders -> unique papers, with everything that went wrong on the way."""
 
@@ -141,6 +186,10 @@ class CorpusReport(BaseModel):
     issues: list[ParseIssue] = Field(default_factory=list)
     per_file: dict[str, int] = Field(default_factory=dict, description="Raw records per file.")
     unmatched_abstracts: list[SourceRef] = Field(default_factory=list)
+    unmatched_orphans: list[tuple[str, SourceRef]] = Field(
+        default_factory=list, description="Abstract-only records matching no paper read (the store may hold it)."
+    )
+    merges: list[MergeNote] = Field(default_factory=list, description="Merges whose records disagreed on a field.")
     merged: int = Field(0, description="Raw records folded into another record (duplicates + abstract-only).")
     merged_by_title: int = 0
     merged_by_abstract: int = 0
@@ -222,6 +271,139 @@ def normalise_abstract(abstract: str) -> str:
     s = unicodedata.normalize("NFKC", abstract or "")
     s = _ABSTRACT_PREFIX_RE.sub("", s)
     return clean_whitespace(s).casefold()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Limits and plausibility: does a record look like a paper?
+# --------------------------------------------------------------------------------------------------------------
+
+
+class IngestLimits(NamedTuple):
+    """Limits checked before a file is parsed (size, records) and before a record is kept (abstract length).
+
+    Defaults are those of ``assistant.config.IngestSettings``; ``from_settings`` reads the configured ones."""
+
+    max_file_bytes: int = 64_000_000
+    max_records: int = 50_000
+    max_abstract_chars: int = 5_000
+
+    @classmethod
+    def from_settings(cls, ingest: Any) -> IngestLimits:
+        return cls(int(ingest.max_file_mb * 1_000_000), ingest.max_records_per_file, ingest.max_abstract_chars)
+
+
+DEFAULT_LIMITS = IngestLimits()
+
+# Measured on the 322 seed records (titles / abstracts; min-max over all records):
+#   title: 13-140 characters, 0.79-1.00 letters among non-space characters;
+#   abstract: 835-1,919 characters, 0.92-0.99 letters among non-space characters, words of 5.4-7.7 characters
+#   on average, 34-42 % vowels (a e i o u) among Latin letters, at most 7.8 % of words with a lower-to-upper
+#   case change inside (``DoViT``).
+# The limits below leave room for real arXiv records (LaTeX-heavy abstracts, short withdrawal notices, other
+# languages) and reject random text: uniformly random letters have 19 % vowels, random case changes inside most
+# words, and long runs without spaces.
+TITLE_MAX_CHARS = 500
+TITLE_MIN_LETTER_SHARE = 0.5
+ABSTRACT_MIN_CHARS = 10
+ABSTRACT_MIN_LETTER_SHARE = 0.5
+ABSTRACT_MAX_MEAN_WORD = 15.0
+VOWEL_SHARE_RANGE = (0.25, 0.60)
+VOWEL_MIN_LETTERS = 60  # fewer Latin letters give too noisy a share to judge
+MAX_CASE_CHANGE_SHARE = 0.30
+CASE_MIN_WORDS = 10
+
+
+# Letters of scripts written without spaces between words (kana, CJK, Hangul, Thai, Lao, Myanmar, Khmer)
+_UNSPACED_RE = re.compile(
+    "[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\U00020000-\U0002ffff]"
+)
+_LETTER_RUN_RE = re.compile(r"[^\W\d_]{2,}")  # the "words" measured: runs of 2+ letters
+_ASCII_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _case_change(word: str) -> bool:
+    """A lowercase letter followed by an uppercase one (``DoViT``, ``IdHbHSuhwc``)."""
+    if word.islower() or word.isupper():  # most words: no need to look letter by letter
+        return False
+    return any(a.islower() and b.isupper() for a, b in zip(word, word[1:], strict=False))
+
+
+def text_profile(text: str) -> dict[str, float]:
+    """The measures the plausibility checks use (also for measuring a corpus: see ``implausible``)."""
+    tokens = text.split()
+    nonspace = sum(map(len, tokens))
+    letters = sum(map(str.isalpha, text))
+    if text.isascii():
+        latin = letters
+        vowels = sum(map(text.count, "aeiouAEIOU"))
+    else:  # Latin letters with their accents taken off (é -> e): French or Czech count their vowels too
+        base = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        latin = sum(map(base.count, _ASCII_LETTERS))
+        vowels = sum(map(base.count, "aeiouAEIOU"))
+    words = _LETTER_RUN_RE.findall(text)
+    unspaced = len(_UNSPACED_RE.findall(text))
+    return {
+        "chars": len(text),
+        "letters": letters,
+        "letter_share": letters / nonspace if nonspace else 0.0,
+        "unspaced_share": unspaced / letters if letters else 0.0,
+        "latin_letters": latin,
+        "vowel_share": vowels / latin if latin else 0.0,
+        "words": len(words),
+        "mean_word": nonspace / len(tokens) if tokens else 0.0,
+        "case_change_share": sum(map(_case_change, words)) / len(words) if words else 0.0,
+    }
+
+
+def implausible_title(title: str) -> str | None:
+    """Why ``title`` is not a paper title (see ``implausible``), or None."""
+    t = text_profile(title)
+    if t["chars"] > TITLE_MAX_CHARS:
+        return f"the title is {t['chars']:,} characters long (limit {TITLE_MAX_CHARS})"
+    if t["letters"] < 2 or t["letter_share"] < TITLE_MIN_LETTER_SHARE:
+        return f"the title is not words ({t['letter_share']:.0%} letters)"
+    return None
+
+
+def implausible_abstract(abstract: str, max_chars: int = DEFAULT_LIMITS.max_abstract_chars) -> str | None:
+    """Why ``abstract`` is not an abstract (see ``implausible``), or None."""
+    n = len(abstract)
+    if n > max_chars:
+        return (
+            f"the abstract is {n:,} characters long, over the limit of {max_chars:,} "
+            "(ASSISTANT_INGEST__MAX_ABSTRACT_CHARS)"
+        )
+    a = text_profile(abstract)
+    if n < ABSTRACT_MIN_CHARS or a["letters"] < 5:
+        return f"the abstract is too short to be one ({n} characters)"
+    if a["letter_share"] < ABSTRACT_MIN_LETTER_SHARE:
+        return f"the abstract is mostly not letters ({a['letter_share']:.0%} letters; seed abstracts: 92-99%)"
+    if a["unspaced_share"] >= 0.5:  # CJK and the like: no words to measure
+        return None
+    if a["mean_word"] > ABSTRACT_MAX_MEAN_WORD:
+        return f"the abstract does not read as text: its words average {a['mean_word']:.0f} characters (seeds: 5-8)"
+    if a["words"] >= CASE_MIN_WORDS and a["case_change_share"] > MAX_CASE_CHANGE_SHARE:
+        return (
+            f"the abstract does not read as text: {a['case_change_share']:.0%} of its words change case inside "
+            "(seeds: at most 8%)"
+        )
+    lo, hi = VOWEL_SHARE_RANGE
+    if a["latin_letters"] >= VOWEL_MIN_LETTERS and not lo <= a["vowel_share"] <= hi:
+        return f"the abstract does not read as text: {a['vowel_share']:.0%} of its letters are vowels (seeds: 34-42%)"
+    return None
+
+
+def implausible(title: str, abstract: str, max_abstract_chars: int = DEFAULT_LIMITS.max_abstract_chars) -> str | None:
+    """Why a record does not look like a paper, or None when it does.
+
+    A title must be words: at least 2 letters, at least half of its non-space characters letters, at most 500
+    characters. An abstract must be text in a natural language: 10 characters up to ``max_abstract_chars``, at
+    least half letters and, in scripts written with spaces, words of at most 15 characters on average, at most
+    30 % of words (runs of 2+ letters) with a case change inside and 25-60 % vowels among its Latin letters (when
+    it has 60 or more).
+    The figures measured on the seeds stand next to the limits above.
+    """
+    return implausible_title(title) or implausible_abstract(abstract, max_abstract_chars)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -347,8 +529,22 @@ def format_author_list(authors: Iterable[str], truncated: bool = False, affiliat
     return f"{text} {_AFFIL_SEP} {', '.join(affs)}" if affs else text
 
 
+_NAME_LIST_CHARS = frozenset(" .,-;&" + _APOSTROPHES)
+
+
 def _glue_points(line: str) -> Iterator[int]:
-    for i in range(1, len(line)):
+    # An author list holds only letters and a few separators before its `` · affiliations``: a point left of any
+    # other character cannot start one, so only points after the last such character are tried (random text
+    # would otherwise cost a full author-list parse per capital letter).
+    names_end = line.find(_AFFIL_SEP)
+    names_end = len(line) if names_end < 0 else names_end
+    first = 1
+    for j in range(names_end - 1, 0, -1):
+        ch = line[j]
+        if not (ch.isalpha() or ch in _NAME_LIST_CHARS or ch.isspace() or unicodedata.combining(ch)):
+            first = j + 1
+            break
+    for i in range(first, len(line)):
         ch = line[i]
         if ch.isalpha() and ch.isupper() and not line[i - 1].isspace():
             yield i
@@ -464,14 +660,14 @@ def _decode(data: bytes, name: str, issues: list[ParseIssue]) -> str | None:
         except UnicodeDecodeError as exc:
             issues.append(ParseIssue(file=name, line=None, level="error", message=f"invalid UTF-16 text: {exc}"))
             return None
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
+    if data.startswith(_BINARY_MAGIC) or _byte_control_ratio(data) > 0.1:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1 if b"\x00" in data else None
         issues.append(
             ParseIssue(
                 file=name,
                 line=line,
                 level="error",
-                message="binary content (NUL bytes), not a text corpus file; file skipped",
+                message="binary content (control characters, NUL bytes), not a text corpus file; file skipped",
             )
         )
         return None
@@ -506,6 +702,47 @@ def _decode(data: bytes, name: str, issues: list[ParseIssue]) -> str | None:
             ParseIssue(file=name, line=None, level="warning", message=f"invalid UTF-8 bytes on {len(bad)} lines in all")
         )
     return text
+
+
+# Formats that may hold readable text but are never corpus files (an uncompressed zip holds its text verbatim)
+_BINARY_MAGIC = (
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"7z\xbc\xaf",
+    b"%PDF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"\x7fELF",
+    b"SQLite format 3",
+    b"\x93NUMPY",
+    b"\x80\x02",
+    b"\x80\x03",
+    b"\x80\x04",
+    b"\x80\x05",
+)
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f\v") + b"\x7f"
+
+
+def _byte_control_ratio(data: bytes) -> float:
+    """Share of control bytes in the first 64 kB: text files have next to none, binary formats many."""
+    sample = data[:65536]
+    if not sample:
+        return 0.0
+    return (len(sample) - len(sample.translate(None, _CONTROL_BYTES))) / len(sample)
+
+
+def _blank_nul_lines(text: str, sink: _Sink) -> str:
+    """A line holding a NUL byte is one bad line: reported and blanked, the rest of the file is read."""
+    lines = _LINE_SPLIT_RE.split(text)
+    for i, line in enumerate(lines):
+        if "\x00" in line:
+            sink.error(i + 1, "NUL byte in the line (binary data?); line skipped")
+            lines[i] = ""
+    return "\n".join(lines)
 
 
 def _control_ratio(text: str) -> float:
@@ -620,14 +857,26 @@ def _snippet(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
+class _StopFile(Exception):
+    """Raised by a reader's sink to stop reading a file that is refused whole (the message says why)."""
+
+
+# A file is refused whole when more than half of its records do not look like papers; reading stops early once
+# 50 records have been judged and more than 80 % of them failed (a 50 MB file of random text is not read to the end).
+_EARLY_REJECT_RECORDS = 50
+_EARLY_REJECT_SHARE = 0.8
+
+
 class _Sink:
     """Collects the output of one reader."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, limits: IngestLimits = DEFAULT_LIMITS) -> None:
         self.name = name
+        self.limits = limits
         self.papers: list[Paper] = []
         self.orphans: list[tuple[str, SourceRef]] = []
         self.issues: list[ParseIssue] = []
+        self.implausible: list[tuple[int, str]] = []  # (line, why) of records that do not look like papers
 
     def error(self, line: int | None, message: str) -> None:
         self.issues.append(ParseIssue(file=self.name, line=line, level="error", message=message))
@@ -635,12 +884,44 @@ class _Sink:
     def warn(self, line: int | None, message: str) -> None:
         self.issues.append(ParseIssue(file=self.name, line=line, level="warning", message=message))
 
+    @property
+    def judged(self) -> int:
+        return len(self.papers) + len(self.orphans) + len(self.implausible)
+
+    def _count(self) -> None:
+        """Stop reading at the record limit, or when most records so far do not look like papers."""
+        if self.judged > self.limits.max_records:
+            raise _StopFile(
+                f"holds more than {self.limits.max_records:,} records, the limit per file "
+                "(ASSISTANT_INGEST__MAX_RECORDS_PER_FILE); split it or raise the limit"
+            )
+        bad = len(self.implausible)
+        if bad >= _EARLY_REJECT_RECORDS and bad > _EARLY_REJECT_SHARE * self.judged:
+            raise _StopFile(self.mostly_implausible())
+
+    def mostly_implausible(self) -> str:
+        line, why = self.implausible[0]
+        return (
+            f"{len(self.implausible):,} of the {self.judged:,} records read do not look like papers "
+            f"(the first, line {line}: {why})"
+        )
+
+    def reject(self, line: int, what: str, why: str) -> None:
+        self.error(line, f"{what} does not look like a paper: {why}; skipped")
+        self.implausible.append((line, why))
+        self._count()
+
     def orphan(self, abstract: str, line: int) -> None:
         abstract = clean_whitespace(_strip_controls(abstract))
-        if abstract:
-            self.orphans.append((abstract, SourceRef(file=self.name, line=line)))
-        else:
+        if not abstract:
             self.warn(line, "empty abstract-only record skipped")
+            return
+        why = implausible_abstract(abstract, self.limits.max_abstract_chars)
+        if why:
+            self.reject(line, f"abstract-only record {_snippet(abstract)!r}", why)
+            return
+        self.orphans.append((abstract, SourceRef(file=self.name, line=line)))
+        self._count()
 
     def add(
         self,
@@ -669,6 +950,10 @@ class _Sink:
         if not abstract:
             self.error(line, f"record {_snippet(title)!r} has no abstract; skipped")
             return None
+        why = implausible(title, abstract, self.limits.max_abstract_chars)
+        if why:
+            self.reject(line, f"record {_snippet(title)!r}", why)
+            return None
         fields: dict[str, Any] = {}
         if meta is not None:
             fields = dict(
@@ -690,7 +975,10 @@ class _Sink:
             sources=[SourceRef(file=self.name, line=line)],
             **fields,
         )
+        if paper.category and not paper.categories:
+            paper.categories = [paper.category]
         self.papers.append(paper)
+        self._count()
         return paper
 
 
@@ -860,92 +1148,188 @@ def _split_author_string(value: str) -> AuthorList:
     return AuthorList([n for n in names if n], truncated, _unique(affiliations))
 
 
-def _authors_from_record(obj: dict[str, Any]) -> AuthorList:
+class _FieldError(ValueError):
+    """A field of a JSON record has the wrong type: the record is skipped with this message."""
+
+
+def _kind(value: Any) -> str:
+    """``12345`` -> ``a number (12345)``: how a wrong value is named in messages."""
+    if value is None:
+        return "null"
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kind.get(type(value), type(value).__name__)} ({_snippet(json.dumps(value, ensure_ascii=False), 40)})"
+
+
+def _names(value: list, field: str) -> list[str]:
+    """A JSON list of author names, each a string with a letter in it."""
+    names = []
+    for i, item in enumerate(value, start=1):
+        if not isinstance(item, str) or not any(ch.isalpha() for ch in item):
+            raise _FieldError(f"field {field!r} item {i} is {_kind(item)}, not a name")
+        names.append(clean_whitespace(_latex_to_unicode(item)))
+    return names
+
+
+def _authors_from_record(obj: dict[str, Any], line: int, sink: _Sink) -> AuthorList:
+    """Authors and affiliations of a JSON record; _FieldError when they are not names."""
+    aff_raw = obj.get("affiliations")
+    if aff_raw is None:
+        aff: list[str] = []
+    elif isinstance(aff_raw, list) and all(isinstance(a, str) for a in aff_raw):
+        aff = [clean_whitespace(a) for a in aff_raw if a.strip()]
+    else:
+        raise _FieldError(f"field 'affiliations' is {_kind(aff_raw)}, expected a list of strings")
+    truncated = obj.get("authors_truncated", False)
+    if not isinstance(truncated, bool):
+        sink.warn(line, f"field 'authors_truncated' is {_kind(truncated)}, not true/false; ignored")
+        truncated = False
     parsed = obj.get("authors_parsed")
-    aff: list[str] = [str(a) for a in obj.get("affiliations") or [] if a]
-    if isinstance(parsed, list) and parsed and all(isinstance(p, list | tuple) for p in parsed):
+    if parsed is not None:
+        if not (
+            isinstance(parsed, list)
+            and all(isinstance(p, list) and all(x is None or isinstance(x, str) for x in p) for p in parsed)
+        ):
+            raise _FieldError(f"field 'authors_parsed' is {_kind(parsed)}, expected a list of [last, first, suffix]")
         names = []
         for p in parsed:
-            parts = [clean_whitespace(_latex_to_unicode(str(x))) if x else "" for x in p[:3]] + ["", "", ""]
-            last, first, suffix = parts[0], parts[1], parts[2]
-            name = clean_whitespace(f"{first} {last} {suffix}")
+            parts = [clean_whitespace(_latex_to_unicode(x)) if x else "" for x in p[:3]] + ["", "", ""]
+            name = clean_whitespace(f"{parts[1]} {parts[0]} {parts[2]}")
             if name:
                 names.append(name)
         if names:
-            return AuthorList(names, bool(obj.get("authors_truncated")), aff)
+            return AuthorList(names, truncated, aff)
     raw = obj.get("authors")
+    if raw is None:
+        if "authors" in obj:
+            sink.warn(line, "field 'authors' is null; the record is kept without authors")
+        return AuthorList([], False, aff)
     if isinstance(raw, list):
-        names = [clean_whitespace(str(a)) for a in raw if str(a).strip()]
-        return AuthorList(names, bool(obj.get("authors_truncated")), aff)
+        return AuthorList(_names(raw, "authors"), truncated, aff)
     if isinstance(raw, str):
         split = _split_author_string(raw)
-        return AuthorList(
-            split.authors, split.truncated or bool(obj.get("authors_truncated")), _unique(aff + split.affiliations)
-        )
-    return AuthorList([], False, aff)
+        bad = next((n for n in split.authors if not any(ch.isalpha() for ch in n)), None)
+        if bad is not None:
+            raise _FieldError(f"field 'authors' holds {bad!r}, not a name")
+        return AuthorList(split.authors, split.truncated or truncated, _unique(aff + split.affiliations))
+    raise _FieldError(f"field 'authors' is {_kind(raw)}, expected a list of names or one comma-separated string")
 
 
 def _record_from_mapping(obj: Any, line: int, sink: _Sink) -> None:
     try:
         _record_from_mapping_unchecked(obj, line, sink)
+    except _FieldError as exc:
+        sink.error(line, f"{exc}; record skipped")
     except (TypeError, ValueError, AttributeError) as exc:  # odd field types must cost one record, not the file
         sink.error(line, f"unusable record ({type(exc).__name__}: {_snippet(str(exc), 120)})")
+
+
+def _text_field(obj: dict[str, Any], key: str) -> str | None:
+    """A string field, None when absent; _FieldError when null or not a string."""
+    if key not in obj:
+        return None
+    value = obj[key]
+    if not isinstance(value, str):
+        raise _FieldError(f"field {key!r} is {_kind(value)}, expected a string")
+    return value
+
+
+def _categories(obj: dict[str, Any]) -> list[str]:
+    cats: list[str] = []
+    one = obj.get("category")
+    if one is not None:
+        if not isinstance(one, str):
+            raise _FieldError(f"field 'category' is {_kind(one)}, expected a string")
+        cats.append(one.strip())
+    many = obj.get("categories")
+    if many is not None:
+        if isinstance(many, str):
+            cats.extend(many.split())
+        elif isinstance(many, list) and all(isinstance(c, str) for c in many):
+            cats.extend(c.strip() for c in many)
+        else:
+            raise _FieldError(f"field 'categories' is {_kind(many)}, expected a string or a list of strings")
+    return _unique(c for c in cats if c)
+
+
+def _optional(obj: dict[str, Any], key: str, types: tuple[type, ...], line: int, sink: _Sink) -> Any:
+    """An optional metadata field of the given types; any other value is reported and ignored."""
+    value = obj.get(key)
+    if value is None or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+        return value
+    sink.warn(line, f"field {key!r} is {_kind(value)}; ignored")
+    return None
 
 
 def _record_from_mapping_unchecked(obj: Any, line: int, sink: _Sink) -> None:
     if not isinstance(obj, dict):
         sink.error(line, f"expected a JSON object, got {type(obj).__name__}")
         return
-    for key in ("title", "abstract", "summary"):
-        if obj.get(key) is not None and not isinstance(obj[key], str):
-            sink.error(line, f"field {key!r} is not a string; record skipped")
-            return
-    title = clean_whitespace(obj.get("title") or "")
-    abstract = clean_whitespace(obj.get("abstract") or obj.get("summary") or "")
+    raw_title = _text_field(obj, "title")
+    raw_abstract = _text_field(obj, "abstract")
+    if raw_abstract is None:
+        raw_abstract = _text_field(obj, "summary")
+    title = clean_whitespace(raw_title or "")
+    abstract = clean_whitespace(raw_abstract or "")
     if not title:
         if abstract:
             sink.orphan(abstract, line)
         else:
             sink.error(line, "record has neither title nor abstract")
         return
-    authors = _authors_from_record(obj)
-    category = obj.get("category")
-    if not category and isinstance(obj.get("categories"), str | list):
-        cats = obj["categories"].split() if isinstance(obj["categories"], str) else obj["categories"]
-        category = cats[0] if cats else None
+    authors = _authors_from_record(obj, line, sink)
+    cats = _categories(obj)
     date, year, year_missing = None, None, False
     for key in ("date", "update_date", "published"):
-        if obj.get(key):
-            date, year, year_missing = _parse_iso_date(obj[key])
+        value = _optional(obj, key, (str,), line, sink)
+        if value:
+            date, year, year_missing = _parse_iso_date(value)
             if date or year:
                 break
-            sink.warn(line, f"unreadable {key} {obj[key]!r} ignored")
-    if year is None and isinstance(obj.get("year"), int):
-        year = obj["year"]
-    arxiv_id = obj.get("arxiv_id")
-    if not arxiv_id and isinstance(obj.get("id"), str) and _ARXIV_ID_RE.match(obj["id"].strip()):
-        arxiv_id = obj["id"].strip()
+            sink.warn(line, f"unreadable {key} {value!r} ignored")
+    given_year = _optional(obj, "year", (int,), line, sink)
+    if year is None and given_year is not None:
+        year = given_year
+    arxiv_id = _optional(obj, "arxiv_id", (str,), line, sink)
+    given_id = _optional(obj, "id", (str,), line, sink)
+    if not arxiv_id and given_id and _ARXIV_ID_RE.match(given_id.strip()):
+        arxiv_id = given_id.strip()
     score = obj.get("score")
-    try:
-        score = float(score) if score is not None else None
-    except (TypeError, ValueError):
-        sink.warn(line, f"non-numeric score {score!r} ignored")
-        score = None
-    sink.add(
+    if isinstance(score, str):
+        try:
+            score = float(score)
+            sink.warn(line, f"field 'score' is a string ({obj['score']!r}); read as the number {score:g}")
+        except ValueError:
+            sink.warn(line, f"non-numeric score {score!r} ignored")
+            score = None
+    else:
+        score = _optional(obj, "score", (int, float), line, sink)
+    has_code = obj.get("has_code", False)
+    if isinstance(has_code, str) and has_code.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        flag = has_code.strip().lower() in ("true", "1", "yes")
+        sink.warn(line, f"field 'has_code' is a string ({has_code!r}); read as {str(flag).lower()}")
+        has_code = flag
+    elif not isinstance(has_code, bool):
+        if has_code is not None:
+            sink.warn(line, f"field 'has_code' is {_kind(has_code)}, not true/false; ignored")
+        has_code = False
+    paper = sink.add(
         line,
         title,
         abstract,
         authors=authors.authors,
         truncated=authors.truncated,
         affiliations=authors.affiliations,
-        category=str(category) if category else None,
+        category=cats[0] if cats else None,
         date=date,
         year=year,
         year_missing=year_missing,
-        has_code=obj.get("has_code") is True or str(obj.get("has_code")).lower() in ("true", "1", "yes"),
-        score=score,
-        arxiv_id=str(arxiv_id) if arxiv_id else None,
+        has_code=has_code,
+        score=float(score) if score is not None else None,
+        arxiv_id=arxiv_id or None,
     )
+    if paper is not None:
+        paper.categories = cats
+        paper.alt_titles = _unique(t for t in (obj.get("alt_titles") or []) if isinstance(t, str) and t.strip())
 
 
 def _read_jsonl(text: str, sink: _Sink) -> None:
@@ -1013,10 +1397,18 @@ def _read_json(text: str, sink: _Sink) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def parse_text(text: str | bytes, source_name: str = "<text>") -> ParseResult:
-    """Parse uploaded content (text, or raw bytes which are decoded as for a file). Never raises."""
+def parse_text(text: str | bytes, source_name: str = "<text>", limits: IngestLimits = DEFAULT_LIMITS) -> ParseResult:
+    """Parse uploaded content (text, or raw bytes which are decoded as for a file). Never raises.
+
+    A file is refused whole (``rejected`` set, one error naming it, no records) when it holds more records than
+    ``limits.max_records``, when its layout is not recognised, or when most of its records do not look like
+    papers (``implausible``); otherwise every bad record is one error naming its line and the good ones are kept.
+    """
     issues: list[ParseIssue] = []
     if isinstance(text, bytes | bytearray):
+        too_many = _too_many_records(bytes(text), limits)
+        if too_many:
+            return _refused(source_name, LAYOUT_UNKNOWN, too_many)
         decoded = _decode(bytes(text), source_name, issues)
         if decoded is None:
             return ParseResult(file=source_name, layout=LAYOUT_BINARY, issues=issues)
@@ -1032,13 +1424,22 @@ def parse_text(text: str | bytes, source_name: str = "<text>") -> ParseResult:
             )
         )
         return ParseResult(file=source_name, layout=LAYOUT_BINARY, issues=issues)
-    sink = _Sink(source_name)
+    sink = _Sink(source_name, limits)
     sink.issues.extend(issues)
+    if "\x00" in text:
+        text = _blank_nul_lines(text, sink)
     layout = LAYOUT_UNKNOWN
     try:
         layout = detect_layout(text)
         if layout == LAYOUT_EMPTY:
             sink.error(None, "empty file: no records")
+        elif layout == LAYOUT_UNKNOWN:
+            return _refused(
+                source_name,
+                layout,
+                "layout not recognised: not one of the seed page layouts, arXiv JSONL or JSON (see the README, "
+                "Corpus formats); no line reads as an abstract",
+            )
         elif layout == LAYOUT_ARXIV_JSONL:
             _read_jsonl(text, sink)
         elif layout == LAYOUT_JSON:
@@ -1046,11 +1447,13 @@ def parse_text(text: str | bytes, source_name: str = "<text>") -> ParseResult:
         elif layout == LAYOUT_ABSTRACT_ONLY:
             _read_abstract_only(_nonblank_lines(text), sink)
         else:
-            if layout == LAYOUT_UNKNOWN:
-                sink.warn(None, "layout not recognised; reading it as [meta] title+authors / abstract records")
             _read_text_records(_nonblank_lines(text), sink, layout)
+    except _StopFile as stop:
+        return _refused(source_name, layout, str(stop))
     except Exception as exc:  # a parser bug must not take the whole corpus down
         sink.error(None, f"internal parser error ({type(exc).__name__}: {exc}); records read so far are kept")
+    if len(sink.implausible) * 2 > sink.judged:
+        return _refused(source_name, layout, sink.mostly_implausible())
     if not sink.papers and not sink.orphans and not any(i.level == "error" for i in sink.issues):
         sink.error(None, "no records found")
     return ParseResult(
@@ -1063,10 +1466,55 @@ def parse_text(text: str | bytes, source_name: str = "<text>") -> ParseResult:
     )
 
 
-def parse_file(path: str | os.PathLike[str]) -> ParseResult:
-    """Read one file, detect its layout from its content (never its name) and parse it. Never raises."""
-    name = str(path)
+def _refused(name: str, layout: str, why: str) -> ParseResult:
+    """A file refused whole: one error naming it, nothing read from it."""
+    message = f"file refused: {why}; nothing was read from it"
+    return ParseResult(
+        file=name,
+        layout=layout,
+        rejected=why,
+        issues=[ParseIssue(file=name, line=None, level="error", message=message)],
+    )
+
+
+def _too_many_records(data: bytes, limits: IngestLimits) -> str | None:
+    """Refuse a file with more records than allowed before parsing it, from a count of its lines.
+
+    JSONL holds one record per line; in the text layouts every record (and abstract-only record) has one
+    abstract line, which is long, so long lines bound the records from below."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return None  # a JSON array: counted while it is read
+    lines = data.split(b"\n")
+    if head.startswith(b"{"):
+        n, kind = sum(1 for line in lines if line.strip()), "JSON lines"
+    else:
+        n, kind = sum(1 for line in lines if len(line) >= 300), "abstract-length lines"
+    if n > limits.max_records:
+        return (
+            f"it holds {n:,} {kind}, more than the {limits.max_records:,} records allowed per file "
+            "(ASSISTANT_INGEST__MAX_RECORDS_PER_FILE); split it or raise the limit"
+        )
+    return None
+
+
+def parse_file(
+    path: str | os.PathLike[str], limits: IngestLimits = DEFAULT_LIMITS, name: str | None = None
+) -> ParseResult:
+    """Read one file, detect its layout from its content (never its name) and parse it. Never raises.
+
+    ``name`` is how issues and sources name the file (default: ``path`` as given). A file over
+    ``limits.max_file_bytes`` is refused without being read."""
+    name = name or str(path)
     try:
+        size = os.stat(path).st_size
+        if size > limits.max_file_bytes:
+            return _refused(
+                name,
+                LAYOUT_TOO_LARGE,
+                f"it is {size / 1e6:,.1f} MB, over the {limits.max_file_bytes / 1e6:g} MB limit per file "
+                "(ASSISTANT_INGEST__MAX_FILE_MB); split it or raise the limit",
+            )
         data = Path(path).read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
@@ -1075,16 +1523,288 @@ def parse_file(path: str | os.PathLike[str]) -> ParseResult:
             layout=LAYOUT_UNREADABLE,
             issues=[ParseIssue(file=name, line=None, level="error", message=f"cannot read file: {reason}")],
         )
-    return parse_text(data, name)
+    return parse_text(data, name, limits)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# load_corpus: files/folders -> merged unique papers
+# The one "same paper" rule and the one merge rule (used by load_corpus, the store's ingest and uploads)
 # --------------------------------------------------------------------------------------------------------------
 
 _ABSTRACT_PREFIX_MATCH = 200  # chars of normalised abstract that identify it despite later differences
 _ABSTRACT_MIN_TRUNCATION = 80  # a shorter abstract may be a truncation of a longer one if at least this long
 _ABSTRACT_MIN_KEY = 40  # shorter abstracts never merge papers on their own
+
+
+def _strip_ellipsis(key: str) -> str:
+    return _TRAILING_ELLIPSIS_RE.sub("", key)
+
+
+def identity_keys(paper: Paper) -> list[str]:
+    """What identifies a paper: each of its normalised titles (title and alternative titles) and its normalised
+    abstract (when 40 characters or more). Two records are one paper when they share a key."""
+    keys = [f"t:{k}" for k in _unique(normalise_title(t) for t in [paper.title, *paper.alt_titles]) if k]
+    abstract = normalise_abstract(paper.abstract)
+    if len(abstract) >= _ABSTRACT_MIN_KEY:
+        keys.append(f"a:{abstract}")
+    return keys
+
+
+def same_paper(a: Paper, b: Paper) -> str | None:
+    """``"title"`` or ``"abstract"`` when ``a`` and ``b`` are records of one paper (``identity_keys``), else None."""
+    shared = set(identity_keys(a)) & set(identity_keys(b))
+    if not shared:
+        return None
+    return "title" if any(k.startswith("t:") for k in shared) else "abstract"
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class PaperIndex:
+    """Finds which known paper a record belongs to, by ``identity_keys``; and which paper an abstract-only record
+    belongs to: the same normalised abstract, else the same first 200 characters, else one abstract a truncation
+    (80+ characters) of the other. Owners are whatever the caller files papers under (a list index, a paper id)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Any] = {}
+        self._heads: dict[str, list[tuple[str, Any]]] = {}
+
+    def add(self, paper: Paper, owner: Any) -> None:
+        for key in identity_keys(paper):
+            self._by_key.setdefault(key, owner)
+        exact = normalise_abstract(paper.abstract)
+        self._by_key.setdefault(f"x:{exact}", owner)
+        head = _strip_ellipsis(exact)
+        self._heads.setdefault(head[:_ABSTRACT_MIN_TRUNCATION], []).append((head, owner))
+
+    def matches(self, paper: Paper) -> list[tuple[Any, str]]:
+        """Every known owner sharing a key with ``paper``, with ``"title"`` or ``"abstract"``; titles first."""
+        out: list[tuple[Any, str]] = []
+        for key in identity_keys(paper):
+            owner = self._by_key.get(key)
+            if owner is not None and all(owner != o for o, _ in out):
+                out.append((owner, "title" if key.startswith("t:") else "abstract"))
+        return out
+
+    def find(self, paper: Paper) -> tuple[Any, str] | None:
+        found = self.matches(paper)
+        return found[0] if found else None
+
+    def find_abstract(self, abstract: str) -> tuple[Any, str] | None:
+        """The owner of the paper an abstract-only record belongs to, with ``"exact"`` or ``"prefix"``."""
+        key = normalise_abstract(abstract)
+        owner = self._by_key.get(f"x:{key}")
+        if owner is not None:
+            return owner, "exact"
+        okey = _strip_ellipsis(key)
+        best, best_len = None, 0
+        for pkey, powner in self._heads.get(okey[:_ABSTRACT_MIN_TRUNCATION], []):
+            cp = _common_prefix_len(okey, pkey)
+            truncation = cp == min(len(okey), len(pkey)) and cp >= _ABSTRACT_MIN_TRUNCATION
+            if (cp >= _ABSTRACT_PREFIX_MATCH or truncation) and cp > best_len:
+                best, best_len = powner, cp
+        return (best, "prefix") if best is not None else None
+
+
+def _name_key(name: str) -> list[str]:
+    s = "".join(ch for ch in unicodedata.normalize("NFKD", name.casefold()) if not unicodedata.combining(ch))
+    return "".join(ch if ch.isalpha() else " " for ch in s).split()
+
+
+def same_person(a: str, b: str) -> bool:
+    """``Kai Han`` is ``K. Han`` and ``kai han``, not ``Kun Han``: initials only match a written-out name."""
+    ka, kb = _name_key(a), _name_key(b)
+    if ka == kb:
+        return True
+    if not ka or not kb or ka[-1] != kb[-1] or len(ka) != len(kb):
+        return False
+    given_a, given_b = ka[:-1], kb[:-1]
+    abbreviated = all(len(t) == 1 for t in given_a) or all(len(t) == 1 for t in given_b)
+    return abbreviated and [t[0] for t in given_a] == [t[0] for t in given_b]
+
+
+def _covers(big: list[str], small: list[str]) -> bool:
+    return all(any(same_person(s, b) for b in big) for s in small)
+
+
+def _unite_authors(a: Paper, b: Paper) -> tuple[list[str], bool, bool]:
+    """(authors, truncated, conflict): a complete list covers a truncated one (``et al.``) that it extends."""
+    x, y, xt, yt = a.authors, b.authors, a.authors_truncated, b.authors_truncated
+    if not y:
+        return list(x), xt, False
+    if not x:
+        return list(y), yt, False
+    if xt and not yt:
+        ok = _covers(y, x)
+    elif yt and not xt:
+        ok = _covers(x, y)
+    elif xt and yt:
+        ok = _covers(x, y) or _covers(y, x)
+    else:
+        ok = _covers(x, y) and _covers(y, x)
+    base, other = (y, x) if (xt and not yt) or (xt == yt and len(y) > len(x)) else (x, y)
+    united = list(base) + [n for n in other if not any(same_person(n, m) for m in base)]
+    # still 'et al.' only when no record gave a complete list
+    return united, xt and yt, not ok
+
+
+def _category_key(code: str) -> str:
+    """``cs.CV`` and ``CV`` are one category (the seed pages drop the archive prefix)."""
+    return code.rsplit(".", 1)[-1].casefold()
+
+
+def _where_they_differ(kept: str, other: str) -> dict[str, str]:
+    """Snippets of two texts from a little before their first difference (they often share a long opening)."""
+    start = max(0, _common_prefix_len(kept, other) - 20)
+    cut = start > 0
+    return {
+        "kept": ("…" if cut else "") + _snippet(kept[start:]),
+        "other": ("…" if cut else "") + _snippet(other[start:]),
+    }
+
+
+def _merge_two(acc: Paper, rec: Paper) -> tuple[Paper, list[MergeConflict]]:
+    conflicts: list[MergeConflict] = []
+    titles = [acc.title, *acc.alt_titles]
+    known = {normalise_title(t) for t in titles}
+    alt = list(acc.alt_titles)
+    if normalise_title(rec.title) not in known:
+        conflicts.append(MergeConflict(field="title", kept=acc.title, other=rec.title))
+    for t in [rec.title, *rec.alt_titles]:
+        k = normalise_title(t)
+        if k and k not in known:
+            known.add(k)
+            alt.append(t)
+
+    authors, truncated, author_conflict = _unite_authors(acc, rec)
+    if author_conflict:
+        conflicts.append(
+            MergeConflict(
+                field="authors",
+                kept=format_author_list(acc.authors, acc.authors_truncated),
+                other=format_author_list(rec.authors, rec.authors_truncated),
+            )
+        )
+
+    cats = _unique_by([c for c in [acc.category, *acc.categories] if c], _category_key)
+    theirs = _unique_by([c for c in [rec.category, *rec.categories] if c], _category_key)
+    new_cats = [c for c in theirs if _category_key(c) not in {_category_key(k) for k in cats}]
+    if cats and theirs and len(new_cats) == len(theirs):
+        # no category in common: the records disagree (one listing more categories than the other does not)
+        conflicts.append(MergeConflict(field="category", kept=", ".join(cats), other=", ".join(new_cats)))
+    categories = cats + new_cats
+
+    abstract = acc.abstract
+    ka = _strip_ellipsis(normalise_abstract(acc.abstract))
+    kb = normalise_abstract(rec.abstract)
+    if len(kb) > len(ka) and kb.startswith(ka):  # the new copy continues a truncated abstract
+        abstract = rec.abstract
+    elif not ka.startswith(_strip_ellipsis(kb)):
+        conflicts.append(MergeConflict(field="abstract", **_where_they_differ(acc.abstract, rec.abstract)))
+
+    real_year = [p for p in (acc, rec) if p.date and p.year is not None and not p.year_missing]
+    dated = [p for p in (acc, rec) if p.date]
+    date_src = real_year[0] if real_year else (dated[0] if dated else None)
+    year = date_src.year if date_src else (acc.year if acc.year is not None else rec.year)
+    if acc.year is not None and rec.year is not None and acc.year != rec.year:
+        conflicts.append(
+            MergeConflict(field="year", kept=str(year), other=str(rec.year if year == acc.year else acc.year))
+        )
+    if acc.arxiv_id and rec.arxiv_id and acc.arxiv_id.split("v")[0] != rec.arxiv_id.split("v")[0]:
+        conflicts.append(MergeConflict(field="arxiv_id", kept=acc.arxiv_id, other=rec.arxiv_id))
+
+    sources = list(acc.sources) + [s for s in rec.sources if s not in acc.sources]
+    merged = Paper(
+        id=paper_id(acc.title),
+        title=acc.title,
+        authors=authors,
+        authors_truncated=truncated,
+        date=date_src.date if date_src else None,
+        year=year,
+        year_missing=date_src.year_missing if date_src else False,
+        category=categories[0] if categories else None,
+        affiliations=_unique([*acc.affiliations, *rec.affiliations]),
+        has_code=acc.has_code or rec.has_code,
+        score=acc.score if acc.score is not None else rec.score,
+        abstract=abstract,
+        sources=sources,
+        arxiv_id=acc.arxiv_id or rec.arxiv_id,
+        alt_titles=alt,
+        categories=categories,
+    )
+    return merged, conflicts
+
+
+def _unique_by(items: Iterable[str], key: Callable[[str], str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
+    return out
+
+
+class Merged(NamedTuple):
+    paper: Paper
+    notes: list[MergeNote]  # one per record merged in whose fields conflicted
+
+
+def merge_papers(records: Iterable[Paper], matched_by: str = "title or abstract") -> Merged:
+    """Unite records of one paper (in reading order; the first keeps its title and id).
+
+    Authors, categories, affiliations, alternative titles and sources are united; a later copy that continues a
+    truncated abstract replaces it; the first known date, score and arXiv id are kept; code is there if any copy
+    says so. Each record whose title, authors, categories, abstract, year or arXiv id disagree with what came
+    before gives a ``MergeNote``."""
+    records = list(records)
+    acc = records[0]
+    notes: list[MergeNote] = []
+    for rec in records[1:]:
+        seen_before = bool(rec.sources) and all(s in acc.sources for s in rec.sources)
+        acc, conflicts = _merge_two(acc, rec)
+        if conflicts and not seen_before:  # a record merged before (an ingest run again) is not news
+            notes.append(
+                MergeNote(
+                    paper_id=acc.id,
+                    title=acc.title,
+                    source=rec.sources[0] if rec.sources else None,
+                    into=acc.sources[0] if acc.sources else None,
+                    matched_by=same_paper(records[0], rec) or matched_by,
+                    conflicts=conflicts,
+                )
+            )
+    return Merged(acc, notes)
+
+
+def attach_abstract(paper: Paper, abstract: str, ref: SourceRef) -> Merged:
+    """An abstract-only record joined to its paper: one more source, and the longer abstract when it continues
+    the paper's (truncated) one; an abstract that differs beyond that is a conflict (the paper's is kept)."""
+    text = clean_whitespace(_ABSTRACT_PREFIX_RE.sub("", abstract))
+    key = normalise_abstract(text)
+    pkey = _strip_ellipsis(normalise_abstract(paper.abstract))
+    update: dict[str, Any] = {"sources": paper.sources + ([ref] if ref not in paper.sources else [])}
+    notes = []
+    if len(key) > len(pkey) and key.startswith(pkey):
+        update["abstract"] = text
+    elif not pkey.startswith(_strip_ellipsis(key)):
+        notes.append(
+            MergeNote(
+                paper_id=paper.id,
+                title=paper.title,
+                source=ref,
+                into=paper.sources[0] if paper.sources else None,
+                matched_by="abstract opening (abstract-only record)",
+                conflicts=[MergeConflict(field="abstract", **_where_they_differ(paper.abstract, text))],
+            )
+        )
+    return Merged(paper.model_copy(update=update), notes)
 
 
 def iter_corpus_files(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[str]:
@@ -1136,117 +1856,49 @@ class _DSU:
         return True
 
 
-def _strip_ellipsis(key: str) -> str:
-    return _TRAILING_ELLIPSIS_RE.sub("", key)
+def load_corpus(
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    limits: IngestLimits = DEFAULT_LIMITS,
+    names: dict[str, str] | None = None,
+) -> CorpusReport:
+    """Parse files/folders and merge records of one paper (``identity_keys``) into unique papers.
 
-
-def _merge_group(records: list[Paper]) -> Paper:
-    """Unite the fields of duplicate records (``records`` in reading order)."""
-    first = records[0]
-    best_authors = max(records, key=lambda p: (len(p.authors), not p.authors_truncated))
-    dated = [p for p in records if p.date]
-    with_year = [p for p in dated if p.year is not None and not p.year_missing]
-    date_src = with_year[0] if with_year else (dated[0] if dated else None)
-    year = date_src.year if date_src else next((p.year for p in records if p.year is not None), None)
-    abstract = first.abstract
-    key = _strip_ellipsis(normalise_abstract(abstract))
-    for p in records[1:]:  # a later copy that merely continues a truncated abstract wins
-        other = normalise_abstract(p.abstract)
-        if len(other) > len(key) and other.startswith(key):
-            abstract, key = p.abstract, _strip_ellipsis(other)
-    sources: list[SourceRef] = []
-    for p in records:
-        for s in p.sources:
-            if s not in sources:
-                sources.append(s)
-    return Paper(
-        id=paper_id(first.title),
-        title=first.title,
-        authors=list(best_authors.authors),
-        authors_truncated=best_authors.authors_truncated,
-        date=date_src.date if date_src else None,
-        year=year,
-        year_missing=date_src.year_missing if date_src else False,
-        category=next((p.category for p in records if p.category), None),
-        affiliations=_unique(a for p in records for a in p.affiliations),
-        has_code=any(p.has_code for p in records),
-        score=next((p.score for p in records if p.score is not None), None),
-        abstract=abstract,
-        sources=sources,
-        arxiv_id=next((p.arxiv_id for p in records if p.arxiv_id), None),
-    )
-
-
-def _common_prefix_len(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def load_corpus(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> CorpusReport:
-    """Parse files/folders and merge duplicates into unique papers.
-
-    Duplicates (same normalised title, or same normalised abstract) are united field by field; abstract-only
-    records are attached to the paper with the same abstract (exact, else the same first 200 normalised
-    characters, else one being a truncation of the other); the ones matching nothing are reported.
-    """
-    results = [parse_file(f) for f in iter_corpus_files(paths)]
+    Records sharing a title or abstract are united by ``merge_papers``; abstract-only records are attached to
+    their paper (``PaperIndex.find_abstract``) and the ones matching nothing are reported. ``names`` maps a file
+    path to the name its issues and sources carry (uploads, kept copies)."""
+    names = names or {}
+    results = [parse_file(f, limits, names.get(f)) for f in iter_corpus_files(paths)]
     issues = [i for r in results for i in r.issues]
     records = [p for r in results for p in r.papers]
 
     dsu = _DSU(len(records))
-    by_title: dict[str, int] = {}
-    by_abstract: dict[str, int] = {}
+    index = PaperIndex()
     merged_title = merged_abstract = 0
     for idx, p in enumerate(records):
-        tkey = normalise_title(p.title)
-        akey = normalise_abstract(p.abstract)
-        if tkey in by_title:
-            merged_title += dsu.union(by_title[tkey], idx)
-        else:
-            by_title[tkey] = idx
-        if len(akey) >= _ABSTRACT_MIN_KEY:
-            if akey in by_abstract:
-                merged_abstract += dsu.union(by_abstract[akey], idx)
-            else:
-                by_abstract[akey] = idx
+        for owner, kind in index.matches(p):
+            if dsu.union(owner, idx):
+                if kind == "title":
+                    merged_title += 1
+                else:
+                    merged_abstract += 1
+        index.add(p, idx)
     groups: dict[int, list[Paper]] = {}
     for idx, p in enumerate(records):
         groups.setdefault(dsu.find(idx), []).append(p)
-    merged_papers = {root: _merge_group(members) for root, members in groups.items()}
+    notes: list[MergeNote] = []
+    merged_papers: dict[int, Paper] = {}
+    for root, members in groups.items():
+        merged_papers[root], group_notes = merge_papers(members)
+        notes.extend(group_notes)
 
     # Abstract-only records -> the paper with the same abstract.
-    exact: dict[str, int] = {}
-    by_head: dict[str, list[tuple[str, int]]] = {}
-    for idx, p in enumerate(records):
-        root = dsu.find(idx)
-        key = normalise_abstract(p.abstract)
-        exact.setdefault(key, root)
-        by_head.setdefault(key[:_ABSTRACT_MIN_TRUNCATION], []).append((_strip_ellipsis(key), root))
-    unmatched: list[SourceRef] = []
+    unmatched: list[tuple[str, SourceRef]] = []
     n_exact = n_prefix = 0
-    extra_sources: dict[int, list[SourceRef]] = {}
     for r in results:
         for abstract, ref in r.orphan_abstracts:
-            key = normalise_abstract(abstract)
-            root = exact.get(key)
-            if root is not None:
-                n_exact += 1
-            else:
-                okey = _strip_ellipsis(key)
-                best, best_len = None, 0
-                for pkey, proot in by_head.get(okey[:_ABSTRACT_MIN_TRUNCATION], []):
-                    cp = _common_prefix_len(okey, pkey)
-                    truncation = cp == min(len(okey), len(pkey)) and cp >= _ABSTRACT_MIN_TRUNCATION
-                    if (cp >= _ABSTRACT_PREFIX_MATCH or truncation) and cp > best_len:
-                        best, best_len = proot, cp
-                root = best
-                if root is not None:
-                    n_prefix += 1
-            if root is None:
-                unmatched.append(ref)
+            found = index.find_abstract(abstract)
+            if found is None:
+                unmatched.append((abstract, ref))
                 issues.append(
                     ParseIssue(
                         file=ref.file,
@@ -1256,14 +1908,12 @@ def load_corpus(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]
                     )
                 )
                 continue
-            extra_sources.setdefault(root, []).append(ref)
-            paper = merged_papers[root]
-            pkey = _strip_ellipsis(normalise_abstract(paper.abstract))
-            if len(key) > len(pkey) and key.startswith(pkey):  # the titled copy was truncated
-                paper.abstract = clean_whitespace(_ABSTRACT_PREFIX_RE.sub("", abstract))
-    for root, refs in extra_sources.items():
-        paper = merged_papers[root]
-        paper.sources = paper.sources + [s for s in refs if s not in paper.sources]
+            owner, how = found
+            n_exact += how == "exact"
+            n_prefix += how == "prefix"
+            root = dsu.find(owner)
+            merged_papers[root], attach_notes = attach_abstract(merged_papers[root], abstract, ref)
+            notes.extend(attach_notes)
 
     papers = sorted(merged_papers.values(), key=lambda p: (p.id, p.sources[0].file, p.sources[0].line))
     raw_total = sum(r.raw_records for r in results)
@@ -1272,12 +1922,14 @@ def load_corpus(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]
         results=results,
         issues=issues,
         per_file={r.file: r.raw_records for r in results},
-        unmatched_abstracts=unmatched,
+        unmatched_abstracts=[ref for _, ref in unmatched],
+        unmatched_orphans=unmatched,
         merged=raw_total - len(papers) - len(unmatched),
         merged_by_title=merged_title,
         merged_by_abstract=merged_abstract,
         abstracts_matched_exact=n_exact,
         abstracts_matched_prefix=n_prefix,
+        merges=notes,
     )
 
 
@@ -1291,21 +1943,34 @@ __all__ = [
     "LAYOUT_JSON",
     "LAYOUT_RANKED",
     "LAYOUT_TRENDING",
+    "LAYOUT_TOO_LARGE",
     "LAYOUT_UNKNOWN",
     "LAYOUT_UNREADABLE",
     "AuthorList",
     "CorpusReport",
+    "DEFAULT_LIMITS",
+    "IngestLimits",
+    "MergeConflict",
+    "MergeNote",
+    "Merged",
     "Meta",
     "Paper",
+    "PaperIndex",
     "ParseIssue",
     "ParseResult",
     "SourceRef",
     "TitleSplit",
+    "attach_abstract",
     "clean_whitespace",
     "detect_layout",
     "format_author_list",
+    "identity_keys",
+    "implausible",
+    "implausible_abstract",
+    "implausible_title",
     "iter_corpus_files",
     "load_corpus",
+    "merge_papers",
     "normalise_abstract",
     "normalise_title",
     "paper_id",
@@ -1313,10 +1978,8 @@ __all__ = [
     "parse_file",
     "parse_meta_line",
     "parse_text",
+    "same_paper",
+    "same_person",
     "split_title_authors",
+    "text_profile",
 ]
-
-
-def merge_papers(stored: Paper, incoming: Paper) -> Paper:
-    """Unite a stored record with a newly read one (same paper), as load_corpus does across files."""
-    return _merge_group([stored, incoming])

@@ -9,6 +9,7 @@ then returns the path quickly on every later call.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -208,19 +209,42 @@ def ensure_gguf(name: str, models_dir: Path | str, progress: bool = True) -> Pat
     target = models_dir / model.filename
     if _marker_ok(target, model.sha256):
         return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    # One assembler at a time: a second process waits, then finds the marker.
-    with open(models_dir / f".{model.filename}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _marker_ok(target, model.sha256):
-            return target
-        if target.exists():  # e.g. assembled before the marker existed, or marker lost
-            if _hash_file(target, progress) == model.sha256:
-                _write_marker(target, model.sha256)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        # One assembler at a time: a second process waits, then finds the marker.
+        with open(models_dir / f".{model.filename}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _marker_ok(target, model.sha256):
                 return target
-            target.unlink()
-        _assemble(model, target, progress)
+            if target.exists():  # e.g. assembled before the marker existed, or marker lost
+                if _hash_file(target, progress) == model.sha256:
+                    _write_marker(target, model.sha256)
+                    return target
+                target.unlink()
+            _assemble(model, target, progress)
+    except OSError as exc:  # a full disk, a read-only or foreign folder: one line that says what to do
+        raise ModelError(_write_error(exc, models_dir, model)) from None
     return target
+
+
+def _write_error(exc: OSError, models_dir: Path, model: EmbeddedModel) -> str:
+    where = exc.filename or models_dir
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left in {models_dir} to assemble {model.name} ({exc.strerror}): free "
+            f"{_total_mb(model):.0f} MB there, or set ASSISTANT_DATA_DIR to a folder on a larger disk"
+        )
+    return (
+        f"cannot write {where} to assemble {model.name} ({exc.strerror}): make {models_dir} writable, or set "
+        "ASSISTANT_DATA_DIR to a writable folder (the model is assembled there once)"
+    )
+
+
+def _total_mb(model: EmbeddedModel) -> float:
+    try:
+        return sum(p.stat().st_size for p in part_files(model)) / 1e6
+    except (ModelError, OSError):
+        return 0.0
 
 
 def _assemble(model: EmbeddedModel, target: Path, progress: bool) -> None:
@@ -230,7 +254,8 @@ def _assemble(model: EmbeddedModel, target: Path, progress: bool) -> None:
     if free < total + (64 << 20):
         raise ModelError(
             f"not enough disk space in {target.parent} to assemble {model.name}: "
-            f"need {total / 1e6:.0f} MB, {free / 1e6:.0f} MB free"
+            f"need {total / 1e6:.0f} MB, {free / 1e6:.0f} MB free; free some space there, or set "
+            "ASSISTANT_DATA_DIR to a folder on a larger disk"
         )
     h = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=target.parent)

@@ -526,10 +526,6 @@ def run_eval(
         )
     total = len(questions)
     out_dir = Path(out) if out is not None else default_out_dir(dataset, retrieval_only, mode, runs_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvalError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
 
     own_judge = False
     if judge == "env":
@@ -554,6 +550,10 @@ def run_eval(
             checker = M.SupportChecker(embed=store.embedder.embed_texts)
             if asst is not None:
                 describe["llm"] = asst.llm.describe()
+            try:  # only now: a run that fails to start (store, model, endpoint) leaves no empty folder behind
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise EvalError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
             results_path = out_dir / "results.jsonl"
             with results_path.open("w", encoding="utf-8") as fh:
                 for i, q in enumerate(questions):

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..answer import Assistant, Event, QuestionError
 from ..config import Settings
-from ..corpus import LAYOUT_BINARY, Paper, SourceRef, load_corpus, normalise_abstract
+from ..corpus import LAYOUT_BINARY, Paper, load_corpus
 from ..filters import Filters
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ class UploadReport:
     duplicates_in_upload: int = 0  # records folded into another record of the upload
     abstracts_attached: int = 0  # abstract-only records joined to a stored paper
     rejected: list[str] = field(default_factory=list)  # "file:line: reason"
+    conflicts: list[str] = field(default_factory=list)  # merges whose records disagreed on a field
     stored: bool = False
     seconds: float = 0.0
     papers_total: int = 0
@@ -236,7 +237,7 @@ class Backend:
 
     def _start(self) -> None:
         from ..retrieve import Retriever
-        from ..store import PaperStore
+        from ..store import PaperStore, StoreError
 
         self._set_phase("opening the store and loading the embedder")
         store = PaperStore(self.settings)
@@ -246,7 +247,10 @@ class Backend:
             retriever.warm_up()
         except Exception as exc:
             store.close()
-            log.exception("store start-up failed")
+            if isinstance(exc, StoreError):  # damaged, read-only, disk full...: the message says what to do
+                log.error("store start-up failed: %s", exc)
+            else:
+                log.exception("store start-up failed")
             with self._cond:
                 self._store_error = str(exc)
                 self._phase = "failed"
@@ -418,7 +422,7 @@ class Backend:
     def search_papers(
         self, text: str = "", category: str | None = None, year: int | None = None, has_code: bool = False
     ) -> list[Paper]:
-        """Papers whose title, authors, affiliations or abstract contain every word of ``text``."""
+        """Papers whose title (or an alternative one), authors, affiliations or abstract hold every word of ``text``."""
         words = [w.casefold() for w in text.split()]
         out = []
         for p in self.papers():
@@ -429,7 +433,8 @@ class Backend:
             if has_code and not p.has_code:
                 continue
             if words:
-                hay = " ".join([p.title, " ".join(p.authors), " ".join(p.affiliations), p.abstract]).casefold()
+                hay = " ".join([p.title, *p.alt_titles, " ".join(p.authors), " ".join(p.affiliations), p.abstract])
+                hay = hay.casefold()
                 if not all(w in hay for w in words):
                     continue
             out.append(p)
@@ -462,101 +467,94 @@ class Backend:
             report.seconds = time.perf_counter() - started
             return report
 
+        from ..corpus import IngestLimits
+        from ..store import StoreError
+
+        store = retriever.store
         with tempfile.TemporaryDirectory(prefix="assistant-upload-") as tmp:
-            display: dict[str, str] = {}
+            names: dict[str, str] = {}
             for safe, f in ok_files:
                 path = Path(tmp) / safe
                 path.write_bytes(f.data)
-                display[str(path)] = f.name
-            corpus = load_corpus(list(display))
+                names[str(path)] = f"upload/{f.name}"  # how sources and messages name it; never parsed by name
+            corpus = load_corpus(list(names), IngestLimits.from_settings(self.settings.ingest), names=names)
 
-        def shown(file: str) -> str:
-            return display.get(file, file)
+            def shown(file: str) -> str:
+                return file.removeprefix("upload/")
 
-        for result in corpus.results:
-            report.files.append(
-                FileReport(
-                    name=shown(result.file),
-                    layout=result.layout,
-                    records=result.raw_records,
-                    papers=len(result.papers),
-                    errors=[_issue_text(i, shown) for i in result.issues if i.level == "error"],
-                    warnings=[
-                        _issue_text(i, shown)
-                        for i in result.issues
-                        if i.level == "warning" and not i.message.startswith(_ORPHAN_WARNING)
-                    ],
+            for result in corpus.results:
+                report.files.append(
+                    FileReport(
+                        name=shown(result.file),
+                        layout=result.layout,
+                        records=result.raw_records,
+                        papers=len(result.papers),
+                        errors=[_issue_text(i, shown) for i in result.issues if i.level == "error"],
+                        warnings=[
+                            _issue_text(i, shown)
+                            for i in result.issues
+                            if i.level == "warning" and not i.message.startswith(_ORPHAN_WARNING)
+                        ],
+                    )
                 )
-            )
-            if result.layout == LAYOUT_BINARY:
-                report.rejected.append(
-                    f"{shown(result.file)}: not a text file (binary content), so nothing was read from it; only text "
-                    "corpus files (the seed page layouts, arXiv JSONL, JSON) can be added"
-                )
-                continue
-            report.rejected.extend(f"{shown(i.file)}{_line(i.line)}: {i.message}" for i in result.errors)
-        report.duplicates_in_upload = corpus.merged_by_title + corpus.merged_by_abstract
-
-        incoming = [self._as_uploaded(p, shown) for p in corpus.papers]
-        # abstract-only records that match no paper of the upload may belong to a stored paper
-        by_abstract = {normalise_abstract(p.abstract): p for p in retriever.papers.values()}
-        unmatched = {(r.file, r.line) for r in corpus.unmatched_abstracts}
-        for result in corpus.results:
-            for abstract, ref in result.orphan_abstracts:
-                if (ref.file, ref.line) not in unmatched:
+                if result.layout == LAYOUT_BINARY:
+                    report.rejected.append(
+                        f"{shown(result.file)}: not a text file (binary content), so nothing was read from it; only "
+                        "text corpus files (the seed page layouts, arXiv JSONL, JSON) can be added"
+                    )
                     continue
-                key = normalise_abstract(abstract)
-                stored = by_abstract.get(key) or next(
-                    (p for k, p in by_abstract.items() if len(key) >= 200 and k[:200] == key[:200]), None
+                report.rejected.extend(f"{shown(i.file)}{_line(i.line)}: {i.message}" for i in result.errors)
+            report.duplicates_in_upload = corpus.merged_by_title + corpus.merged_by_abstract
+
+            with self._ingest_lock:
+                # the store's own plan (the merge rule ingest uses): what is new, what changes a stored paper, what not
+                plan = store.ingest(corpus.papers, orphans=corpus.unmatched_orphans, dry_run=True)
+                report.abstracts_attached = plan.attached
+                report.rejected.extend(
+                    f"{shown(ref.file)}{_line(ref.line)}: abstract-only record matches no paper in the corpus or upload"
+                    for ref in plan.unmatched
                 )
-                where = f"{shown(ref.file)}{_line(ref.line)}"
-                if stored is None:
-                    report.rejected.append(f"{where}: abstract-only record matches no paper in the corpus or upload")
-                    continue
-                src = SourceRef(file=f"upload/{shown(ref.file)}", line=ref.line)
-                incoming.append(stored.model_copy(update={"sources": [*stored.sources, src]}))
-                report.abstracts_attached += 1
+                report.conflicts = [str(n).replace("upload/", "") for n in [*corpus.merges, *plan.merges]]
+                report.added = [plan.papers[i] for i in plan.added_ids]
+                report.merged = [plan.papers[i] for i in plan.updated_ids]
+                report.unchanged = [plan.papers[i] for i in plan.unchanged_ids]
+                if dry_run or not (report.added or report.merged):
+                    report.papers_total = len(retriever.papers)
+                    report.seconds = time.perf_counter() - started
+                    return report
 
-        for p in incoming:
-            # the store merges a paper whose title was damaged in transit by its abstract: report it so too
-            prev = retriever.papers.get(p.id) or by_abstract.get(normalise_abstract(p.abstract))
-            if prev is None:
-                report.added.append(p)
-            else:
-                (report.merged if _merge_changes(prev, p) else report.unchanged).append(p)
-        if dry_run or not incoming:
-            report.papers_total = len(retriever.papers)
-            report.seconds = time.perf_counter() - started
-            return report
+                def step(done: int, total: int) -> None:
+                    if progress:
+                        progress(done / max(1, total), f"embedding: {done} of {total} chunks")
 
-        with self._ingest_lock:
-            todo = report.added + report.merged
-            store = retriever.store
-            for start in range(0, len(todo), UPLOAD_BATCH):
+                try:
+                    for path, result in zip(names, corpus.results, strict=True):
+                        if (result.papers or result.orphan_abstracts) and not result.rejected:
+                            store.keep_added(Path(path), names[path])  # for `assistant ingest --rebuild`
+                    # one unit per uploaded file: a file's papers are stored all together or not at all
+                    store.ingest(
+                        corpus.papers,
+                        progress=False,
+                        orphans=corpus.unmatched_orphans,
+                        on_progress=step,
+                        file_order=list(corpus.per_file),
+                    )
+                    report.stored = True
+                except StoreError as exc:
+                    report.rejected.append(f"storing stopped: {exc}")
                 if progress:
-                    end = min(len(todo), start + UPLOAD_BATCH)
-                    progress(start / max(1, len(todo)), f"embedding papers {start + 1}–{end} of {len(todo)}")
-                store.ingest(todo[start : start + UPLOAD_BATCH], progress=False)
-            if progress:
-                progress(1.0, "rebuilding the keyword index")
-            self.index_lock.acquire_write()
-            try:
-                retriever.reload()
-                retriever._bm25  # noqa: B018 - build the keyword index now, not on the next question
-            finally:
-                self.index_lock.release_write()
-            report.merged = [retriever.papers.get(p.id, p) for p in report.merged]
-            report.added = [retriever.papers.get(p.id, p) for p in report.added]
-        report.stored = True
+                    progress(1.0, "rebuilding the keyword index")
+                self.index_lock.acquire_write()
+                try:
+                    retriever.reload()
+                    retriever._bm25  # noqa: B018 - build the keyword index now, not on the next question
+                finally:
+                    self.index_lock.release_write()
+                report.added = [retriever.papers.get(p.id, p) for p in report.added]
+                report.merged = [retriever.papers.get(p.id, p) for p in report.merged]
         report.papers_total = len(retriever.papers)
         report.seconds = time.perf_counter() - started
         return report
-
-    @staticmethod
-    def _as_uploaded(paper: Paper, shown: Callable[[str], str]) -> Paper:
-        """Source references name the uploaded file, not the temporary copy it was parsed from."""
-        sources = [SourceRef(file=f"upload/{shown(s.file)}", line=s.line) for s in paper.sources]
-        return paper.model_copy(update={"sources": sources})
 
     # -- evals -----------------------------------------------------------------------------------------------
     def run_eval(self, dataset: Path, *, retrieval_only: bool, limit: int | None, progress=None):
@@ -599,13 +597,6 @@ def _line(line: int | None) -> str:
 
 def _issue_text(issue, shown: Callable[[str], str]) -> str:
     return f"{shown(issue.file)}{_line(issue.line)}: {issue.message}"
-
-
-def _merge_changes(stored: Paper, incoming: Paper) -> bool:
-    """Whether uniting ``incoming`` into ``stored`` changes the stored record."""
-    from ..corpus import merge_papers
-
-    return merge_papers(stored, incoming).model_dump() != stored.model_dump()
 
 
 __all__ = [

@@ -367,6 +367,10 @@ def upload_report_markdown(report) -> str:
         lines.extend(f"- {_md_cell(r)}" for r in report.rejected[:200])
         if len(report.rejected) > 200:
             lines.append(f"- … and {len(report.rejected) - 200} more")
+    conflicts = getattr(report, "conflicts", [])
+    if conflicts:
+        lines.append("\n**Merged although fields conflict** (both values kept where they can be)\n")
+        lines.extend(f"- {_md_cell(c)}" for c in conflicts[:100])
     warnings = [w for f in report.files for w in f.warnings]
     if warnings:
         lines.append("\n**Warnings**\n")
