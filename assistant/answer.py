@@ -16,11 +16,12 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .cite import SourceText, cited_grammar, content_words
+from .cite import SourceText, cited_clauses, cited_grammar, content_words, units
 from .config import Settings
 from .corpus import Paper
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
@@ -500,15 +501,17 @@ class Assistant:
             self._extractive(answer, prepared, kept, reply)
             return
         text = reply.text
-        cited = {c.n for c in reply.check.citations} if reply.check else set()
         text = self._named_answer(prepared.plan.query, text, hits, reply)
         appended = self._missing_quantities(prepared.plan.query, text, evidence, hits)
-        if prepared.plan.kind == "comparison":
-            appended += self._missing_pair_evidence(prepared, cited)
+        contrast, paired = ("", []) if prepared.plan.kind != "comparison" else self._contrast(prepared, text)
         if appended:
             text += "\n\nFrom the abstracts:\n" + "\n".join(_quote(s) for s in appended)
-            answer.repair["quoted"] = [s.text for s in appended]
+        if contrast:
+            text += "\n\nHow they differ in approach, quoted from the abstracts:\n" + contrast
+        if appended or contrast:
+            answer.repair["quoted"] = [s.text for s in [*appended, *paired]]
             answer.repair["repaired"] = True
+        appended += paired
         answer.text = f"{table}\n\n{text}" if table else text
         answer.citations = self._citations(reply, hits, appended, table, evidence)
         answer.path = "generated+repaired" if answer.repair["repaired"] else "generated"
@@ -562,21 +565,31 @@ class Assistant:
                     src.sentences = sorted([*src.sentences, best], key=lambda x: x.index)
         return out
 
-    def _missing_pair_evidence(self, prepared: Prepared, cited: set[int]) -> list[Sentence]:
-        """For a comparison whose prose leaves a compared paper uncited, that paper's approach sentence."""
+    def _contrast(self, prepared: Prepared, text: str) -> tuple[str, list[Sentence]]:
+        """For each pair of compared papers that no sentence of the reply cites together, one quoted line that
+        sets their approach sentences side by side, each cited (the prose must state a difference per pair)."""
         evidence = prepared.evidence
         assert evidence is not None
-        out = []
-        for n in range(1, min(len(prepared.plan.compared), len(evidence.sources)) + 1):
-            if n in cited:
+        number = {h.paper.id: n for n, h in enumerate(prepared.hits, start=1)}
+        targets = [(m, h) for m in prepared.plan.compared if (h := prepared.gathered.per_target.get(m)) is not None]
+        cited_together = [set(n for _, ns in cited_clauses(u) for n in ns) for u in units(text)]
+        lines, used = [], []
+        for (ma, ha), (mb, hb) in combinations(targets, 2):
+            a, b = number[ha.paper.id], number[hb.paper.id]
+            if a == b or any({a, b} <= c for c in cited_together):
                 continue
-            src = evidence.source(n)
-            if src is None or not src.sentences:
-                continue
-            sents = [s.text for s in src.sentences]
-            _, approach, _ = _cells(sents, [s.score for s in src.sentences])
-            out.append(next(s for s in src.sentences if s.text == approach))
-        return out
+            quoted = []
+            for m, h, n in ((ma, ha, a), (mb, hb, b)):
+                src = evidence.source(n)
+                if src is None or not src.sentences:
+                    break
+                _, approach, _ = _cells([x.text for x in src.sentences], [x.score for x in src.sentences])
+                sentence = next(x for x in src.sentences if x.text == approach)
+                quoted.append(f"{row_label(m, h.paper)}: “{sentence.text.strip()}” [{n}]")
+                used.append(sentence)
+            if len(quoted) == 2:
+                lines.append("> " + " — ".join(quoted))
+        return "\n".join(lines), used
 
     def _citations(self, reply, hits: list[Hit], appended: list[Sentence], table: str, evidence: Evidence):
         by_n = {n: h.paper for n, h in enumerate(hits, start=1)}
@@ -780,22 +793,3 @@ def comparison_table(plan: Plan, per_target: dict[str, Hit | None], hits: list[H
         label = row_label(target, hit.paper)
         rows.append(f"| {label} [{n}] | {_cell(problem)} | {_cell(approach)} | {_cell(result)} [{n}] |")
     return "\n".join(rows)
-
-
-# -- refusal sentences written by a model --------------------------------------------------------------------------
-_REFUSAL_WORDS = content_words(REFUSAL)
-
-
-def strip_refusal(text: str) -> str:
-    """Remove the refusal sentence from a text."""
-    return re.sub(re.escape(REFUSAL.rstrip(".")) + r"\.?", "", text, flags=re.I).strip()
-
-
-def is_refusal(text: str) -> bool:
-    """The text is the refusal sentence (possibly with small variations), not content."""
-    lowered = " ".join(text.lower().split())
-    if lowered.startswith(_REFUSAL_KEY) or (_REFUSAL_KEY in lowered and len(lowered) < 2 * len(REFUSAL)):
-        return True
-    head = lowered[: len(REFUSAL) + 40]
-    words = content_words(head)
-    return len(_REFUSAL_WORDS & words) >= len(_REFUSAL_WORDS) - 1 and len(lowered) < 2 * len(REFUSAL)

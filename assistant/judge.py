@@ -63,8 +63,9 @@ def _norm(text: str) -> str:
 
 
 _OWN_PAPER = r"(?:original|first|seminal|official)\s+{n}\b|\b{n}(?:'s)?\s+(?:paper|authors|report)\b"
-# X as the subject of the question: "what does X reach", "how does X …", "X's accuracy"
-_SUBJECT = r"\b(?:does|do|did|is|are|was|were|has|have|can)\s+(?:the\s+)?{n}(?![\w-])|(?<![\w-]){n}'s\b"
+# X as the subject of the question: "what does X reach", "how does X …" (not "X's latency": a paper may report
+# what its method does to X)
+_SUBJECT = r"\b(?:does|do|did|is|are|was|were|has|have|can)\s+(?:the\s+)?{n}(?![\w-])"
 
 
 def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: RetrievalSettings, sentences_of) -> Verdict:
@@ -97,7 +98,8 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
     if absent:
         return Verdict(False, "name_absent", f"No paper in the corpus mentions {_join(absent)}.", absent)
     for n in methods:
-        if re.search(_OWN_PAPER.format(n=re.escape(n)), plan.query, re.I) and not index.owners(n):
+        original = re.search(_OWN_PAPER.format(n=re.escape(n)), plan.query, re.I) is not None
+        if original and not index.owners(n, by_title=False):
             users = sorted(index.papers_with(n))
             return Verdict(
                 False,

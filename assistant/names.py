@@ -33,12 +33,13 @@ GENERIC = frozenset(
 )
 
 _TOKEN = re.compile(r"(?<![\w.\-])[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
-_VERSION = re.compile(r"^(?:[vV]?\d+(?:\.\d+)*[a-zA-Z]?|[A-Z]{1,2}\d*)$")  # 2, 5.0, v1.5, V2, XL, L14 after a name
 _SUFFIX = re.compile(
     r"-(?:based|style|like|free|aware|generated|level|scale|wise|specific|guided|driven|only|enabled|powered)$", re.I
 )
+# a name and the version written apart from it: "ERNIE 5.0", "GhostNet V2", "Mamba 2" are one name each
+_VERSION_AFTER = re.compile(r" (?:[vV]\d+(?:\.\d+)*|\d+(?:\.\d+)+|\d)(?![\w.\-])")
 _SENTENCE_START = re.compile(r"(?:^|[.?!:;]\s+|[\"'(\[]\s*)$")
-_TOKEN_WORDS = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_TOKEN_WORDS = re.compile(r"(?<![A-Za-z0-9])[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # words written in lower case
 
 
 def name_key(name: str) -> str:
@@ -62,12 +63,21 @@ def shape_names(text: str) -> list[tuple[str, bool]]:
     in mid-sentence (Mamba, Atari) is a name only if the corpus never writes it in lower case. Sentence-initial
     words are skipped unless their shape decides ("What", "Compare" are not names; "DoViT" is)."""
     out: dict[str, bool] = {}
+    consumed = 0
     for m in _TOKEN.finditer(text):
+        if m.start() < consumed:
+            continue  # the "V2" of "GhostNet V2"
         token = _SUFFIX.sub("", m.group(0).rstrip("."))
+        version = _VERSION_AFTER.match(text, m.end())
         if named_by_shape(token):
-            out.setdefault(token, False)
+            needs_check = False
         elif token[0].isupper() and len(token) > 2 and not _SENTENCE_START.search(text[: m.start()]):
-            out.setdefault(token, True)
+            needs_check = True
+        else:
+            continue
+        if version:
+            consumed = version.end()
+        out.setdefault(token + (version.group(0) if version else ""), needs_check)
     return list(out.items())
 
 
@@ -169,16 +179,22 @@ class NameIndex:
         for p in index.papers.values():
             text = _record_text(p)
             index.lower_words.update(_TOKEN_WORDS.findall(f"{p.title} {p.abstract}"))
-            tokens = [m.group(0).rstrip(".") for m in _TOKEN.finditer(text)]
-            tokens += [t for a in p.authors for t in a.split()]  # "Liu" alone finds the author too
-            for i, tok in enumerate(tokens):
+            tokens = [t for a in p.authors for t in a.split()]  # "Liu" alone finds the author too
+            for m in _TOKEN.finditer(text):
+                tokens.append(m.group(0).rstrip("."))
+                version = _VERSION_AFTER.match(text, m.end())
+                if version:  # "GhostNet V2", "ERNIE 5.0": also as one name
+                    tokens.append(tokens[-1] + version.group(0))
+            for tok in tokens:
                 for part in _parts(tok):  # "Gold-YOLO-N" uses Gold-YOLO and YOLO too
                     index.by_key.setdefault(name_key(part), set()).add(p.id)
-                if i + 1 < len(tokens) and _VERSION.match(tokens[i + 1]):  # "GhostNet V2", "ERNIE 5.0"
-                    index.by_key.setdefault(name_key(tok + tokens[i + 1]), set()).add(p.id)
             for author in p.authors:
                 index.by_key.setdefault(name_key(author), set()).add(p.id)
-            index.in_text.update(name_key(m.group(0).rstrip(".")) for m in _TOKEN.finditer(f"{p.title} {p.abstract}"))
+            index.in_text.update(
+                name_key(part)
+                for m in _TOKEN.finditer(f"{p.title} {p.abstract}")
+                for part in _parts(m.group(0).rstrip("."))
+            )
             head = p.title.split(":", 1)[0].strip()
             own = {name_key(n) for n in salient_terms(head)}
             if ":" in p.title and len(head.split()) <= 2:
@@ -201,6 +217,12 @@ class NameIndex:
         parts = re.split(r"[-.]", low)
         return all(p in GENERIC or _singular(p) in GENERIC or p.isdigit() for p in parts)
 
+    def looks_like_name(self, token: str) -> bool:
+        """A token that is a name by its shape, or a capitalised word the corpus never writes in lower case."""
+        if self.is_generic(token):
+            return False
+        return named_by_shape(token) or (token[:1].isupper() and token.casefold() not in self.lower_words)
+
     def names_in(self, text: str) -> list[str]:
         """The names a text (a question) uses, first seen first, without the field's generic vocabulary."""
         out = []
@@ -218,9 +240,9 @@ class NameIndex:
         """Ids of the papers whose record uses the name (title, abstract, authors, category, affiliations)."""
         return set(self.by_key.get(name_key(name), set()))
 
-    def owners(self, name: str) -> set[str]:
+    def owners(self, name: str, by_title: bool = True) -> set[str]:
         """Ids of the papers that present the name as their own method (title head, "we propose X")."""
-        return {pid for pid in self.owned if self.owns(pid, name)}
+        return {pid for pid in self.papers if self.owns(pid, name, by_title)}
 
     def is_record_field(self, name: str) -> bool:
         """A name only the record fields use (an author's name, an affiliation code, a category), never a title or
@@ -228,9 +250,14 @@ class NameIndex:
         key = name_key(name)
         return key in self.by_key and key not in self.in_text
 
-    def owns(self, paper_id: str, name: str) -> bool:
-        """Whether the paper presents the name as its own method."""
-        return name_key(name) in self.owned.get(paper_id, ())
+    def owns(self, paper_id: str, name: str, by_title: bool = True) -> bool:
+        """Whether the paper presents the name as its own (title head, "we propose X", "called X"), or, with
+        ``by_title``, its title names it ("ERNIE 5.0 Technical Report" is about ERNIE 5.0; "Demystify Mamba in
+        Vision" is about Mamba, though it is not the original Mamba paper)."""
+        if name_key(name) in self.owned.get(paper_id, ()):
+            return True
+        paper = self.papers.get(paper_id)
+        return by_title and paper is not None and mentions(paper.title, name)
 
     def paper_uses(self, paper_id: str, name: str) -> bool:
         return paper_id in self.by_key.get(name_key(name), ())

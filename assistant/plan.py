@@ -80,7 +80,14 @@ def conversation_names(history: list[dict], index: NameIndex | None = None) -> l
     """The names a conversation is about, the likeliest referent first: the user's words before the assistant's,
     the latest first, and (with the corpus's name index) a paper's own method (Kangaroo) before a benchmark or
     baseline it mentions (Spec-Bench, Medusa-1)."""
-    find = index.names_in if index is not None else salient_terms
+
+    def find(text: str) -> list[str]:
+        if index is None:
+            return salient_terms(text)
+        # a paper's own name counts wherever it stands ("Kangaroo: it trains …" starts a sentence)
+        own = [t for t in re.findall(r"[A-Za-z][\w.\-]*\w", text) if index.looks_like_name(t) and index.owners(t)]
+        return [*index.names_in(text), *own]
+
     terms = [t for m in reversed(history) if m["role"] == "user" for t in find(m["content"])]
     terms += [t for m in reversed(history) for t in find(m["content"])]
     terms = list(dict.fromkeys(terms))

@@ -133,6 +133,10 @@ def test_a_sentence_naming_a_method_is_cited_to_the_paper_that_names_it(assistan
     a = assistant.ask("Compare Gold-YOLO and DoViT")
     prose = a.text.split("\n\n", 1)[1]
     assert "with a new neck [1]." in prose and "early [2]." in prose and a.repair["recited"] == 1
+    # no sentence cites both papers: a quoted line sets their approaches side by side, each cited
+    contrast = [line for line in prose.splitlines() if line.startswith("> Gold-YOLO: “")]
+    assert len(contrast) == 1 and "[1] — DoViT: “" in contrast[0] and contrast[0].endswith("” [2]")
+    assert a.path == "generated+repaired" and {c.n for c in a.citations} == {1, 2}
 
 
 def test_which_papers_by_an_author_is_listed_from_the_records_without_the_model(assistant, fake):
@@ -302,3 +306,19 @@ def test_llm_failure_mid_answer_is_marked_incomplete_and_the_next_question_works
     fake.enqueue(["DoViT reduces about 40% to 60% FLOPs [1]."])
     b = assistant.ask("How much computation does DoViT save?")
     assert not b.incomplete and b.error is None and b.citations
+
+
+def test_constrained_decoding_sends_the_citation_grammar_only_where_it_is_honoured(retriever):
+    from assistant.cite import CITED_SENTENCE
+
+    settings = Settings(data_dir=retriever.store.settings.data_dir)
+    settings.llm.constrained = "grammar"
+    for supports, expect in ((True, True), (False, False)):
+        fake = FakeLLM(default="DoViT cuts about 40% to 60% FLOPs [1].", supports_grammar=supports)
+        a = Assistant(settings, retriever, fake).ask("How much computation does DoViT save?")
+        grammar = fake.calls[-1].grammar
+        assert (grammar is not None) == expect and not a.refused
+        if grammar:  # one source number per source shown, and the reply it allows is a cited sentence
+            sources = " | ".join(f'"{n}"' for n in range(1, len(a.contexts) + 1))
+            assert f"src ::= {sources}" in grammar
+            assert CITED_SENTENCE.fullmatch(a.reply)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from assistant.answer import is_refusal
 from assistant.cite import SourceText, check_citations
 from assistant.corpus import Paper, paper_id
-from assistant.names import salient_terms
+from assistant.judge import check_reply
+from assistant.names import NameIndex, salient_terms
 from assistant.plan import comparison_targets
 from assistant.prompts import REFUSAL, render, template
 from assistant.retrieve import filters_from_question
@@ -70,11 +70,15 @@ def test_refusal_phrase_is_one_definition_and_the_model_is_not_offered_it():
     # the pipeline decides to refuse; the prompt asks the model only to write from the evidence
     system = render("system.md", max_sentences=5)
     assert REFUSAL not in system and "refus" not in system.lower() and "do not contain" not in system.lower()
-    assert is_refusal(REFUSAL)
-    assert is_refusal(REFUSAL.lower().rstrip("."))
-    assert not is_refusal("DoViT reduces FLOPs by 40% [1].")
-    long_answer = "DoViT reduces FLOPs by 40% [1]. " * 5 + "Some papers in this corpus do not contain the answer."
-    assert not is_refusal(long_answer)
+
+
+def test_a_model_that_declines_has_failed_and_its_supported_sentences_survive_a_planted_refusal():
+    index = NameIndex.build([])
+    for declined in (REFUSAL, "I'm sorry, the sources do not provide this information."):
+        reply = check_reply(declined, [DOVIT, GOLD], index)
+        assert reply.failed == "the model declined to answer" and reply.text == ""
+    reply = check_reply(f"{REFUSAL} DoViT reduces about 40% to 60% FLOPs [1]. {REFUSAL}", [DOVIT, GOLD], index)
+    assert not reply.failed and reply.text == "DoViT reduces about 40% to 60% FLOPs [1]." and len(reply.dropped) == 2
 
 
 def test_comparison_routing_extracts_each_method():

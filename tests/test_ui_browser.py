@@ -90,6 +90,12 @@ def test_ask_see_citation_and_its_source_card(page, app_url):
     question.press("Enter")
     expect(messages).to_have_count(2, timeout=10_000)  # the question shows at once, the answer streams in
     expect(question).to_have_value("")
+    # the evidence is on screen before the model's first token: its cards, sentences highlighted
+    sources = page.locator("#sources")
+    expect(sources).to_contain_text("evidence selected, the answer is being written", timeout=15_000)
+    expect(sources.locator("article.evidence mark").first).to_be_visible()
+    assert page.locator("#chat a.cite").count() == 0  # no answer text with citations yet
+    page.screenshot(path=str(OUT / "ui-evidence-first.png"))
     chip = page.locator("#chat a.cite").first
     expect(chip).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#chat")).to_contain_text("tokens")  # model / tokens / latency line

@@ -47,6 +47,10 @@ a.cite:hover { background: #1d4ed8; color: #fff !important; }
 .src-card { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
   margin: 0 0 10px 0; background: var(--background-fill-primary); transition: box-shadow 0.3s, border-color 0.3s; }
 .src-card.cited { border-left: 4px solid #3b82f6; }
+.src-card.evidence { border-left: 4px solid #f59e0b; }
+.answer-meta .path { font-weight: 600; }
+.answer-meta .path.extractive { color: #b45309; }
+.answer-meta .path.refused { color: #b91c1c; }
 .src-card header { display: flex; gap: 8px; align-items: flex-start; }
 .src-card h4 { margin: 0; font-size: 0.95rem; line-height: 1.3; }
 .src-n { flex: none; display: inline-block; min-width: 1.6em; text-align: center; border-radius: 999px;
