@@ -495,6 +495,12 @@ def eval_(
     split: Annotated[
         str | None, typer.Option("--split", help="Only the questions of this split (tune or holdout).")
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature", min=0.0, max=2.0, help="Sampling temperature of the answers (default 0: greedy)."
+        ),
+    ] = None,
 ) -> None:
     """Score the assistant on a question set: metrics.json, results.jsonl, report.md, report.png (evals/README.md)."""
     from evals.runner import EvalError, cli_main
@@ -508,6 +514,7 @@ def eval_(
             compare=compare,
             limit=limit,
             split=split,
+            temperature=temperature,
             console=console,
             stdout=out,
         )

@@ -41,6 +41,7 @@ DATASETS_DIR = EVALS_DIR / "datasets"
 RUNS_DIR = EVALS_DIR / "runs"
 RETRIEVERS = ("hybrid", "dense", "bm25")
 RANK_DEPTH = 10  # papers ranked per question for the retrieval metrics (nDCG@10)
+EVAL_TEMPERATURE = 0.0  # greedy decoding: the same code on the same machine gives the same answers
 FIELDS = ("id", "type", "question", "history", "expected_titles", "must_include")
 
 Progress = Callable[[int, int, str], None]
@@ -414,17 +415,20 @@ def _sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _resources(settings, assistant, retrieval_only: bool, mode: str, progress: Progress) -> Iterator[tuple]:
+def _resources(
+    settings, assistant, retrieval_only: bool, mode: str, progress: Progress, temperature: float
+) -> Iterator[tuple]:
     """(retriever, assistant or None) for the run, opened here unless given, closed here if opened here."""
     from assistant.answer import Assistant
 
     if assistant is not None:
         retriever = assistant.retriever
-        if retriever.settings.retrieval.mode != mode:
-            # answer with another retriever without touching the caller's objects: a shallow copy shares the store,
-            # the embedder and the keyword index
+        if retriever.settings.retrieval.mode != mode or assistant.settings.llm.temperature != temperature:
+            # answer with another retriever or temperature without touching the caller's objects: a shallow copy
+            # shares the store, the embedder and the keyword index
             tuned = assistant.settings.model_copy(deep=True)
             tuned.retrieval.mode = mode
+            tuned.llm.temperature = temperature
             retriever = copy.copy(retriever)
             retriever.settings = tuned
             assistant = Assistant(tuned, retriever, assistant.llm)
@@ -436,6 +440,7 @@ def _resources(settings, assistant, retrieval_only: bool, mode: str, progress: P
 
     settings = settings.model_copy(deep=True)
     settings.retrieval.mode = mode
+    settings.llm.temperature = temperature
     progress(0, 0, "opening the store")
     try:
         store = PaperStore(settings).open()
@@ -473,6 +478,7 @@ def run_eval(
     retriever: str | None = None,
     limit: int | None = None,
     split: str | None = None,
+    temperature: float | None = EVAL_TEMPERATURE,
     compare: Path | None = None,
     assistant=None,
     progress: Progress | None = None,
@@ -486,6 +492,8 @@ def run_eval(
     - ``retriever``: ``hybrid``, ``dense`` or ``bm25`` (default: the settings' ``retrieval.mode``).
     - ``limit``: only the first N (well-formed) questions.
     - ``split``: only the questions whose ``split`` field is this (``tune`` or ``holdout``).
+    - ``temperature``: the sampling temperature the answers are generated at (default ``EVAL_TEMPERATURE``, greedy:
+      a rerun gives the same answers, see evals/README.md "Noise").
     - ``compare``: an earlier run folder (or its metrics.json); ``EvalRun.deltas`` then holds
       ``{"run", "same_dataset", "overall": {metric: {"previous", "current", "delta", "better"}}, "by_type": {...}}``.
     - ``assistant``: a running ``Assistant`` to reuse (its store, retriever and LLM); nothing is opened or closed.
@@ -510,6 +518,7 @@ def run_eval(
     if limit is not None and limit < 1:
         raise EvalError("--limit must be at least 1")
     previous = _read_metrics(Path(compare)) if compare is not None else None  # fail now, not after the run
+    temperature = EVAL_TEMPERATURE if temperature is None else temperature
     settings = assistant.settings if assistant is not None else (settings or get_settings())
     mode = retriever or settings.retrieval.mode
 
@@ -538,7 +547,7 @@ def run_eval(
     warnings: list[str] = []
     describe: dict[str, str] = {}
     try:
-        with _resources(settings, assistant, retrieval_only, mode, progress) as (ret, asst):
+        with _resources(settings, assistant, retrieval_only, mode, progress, temperature) as (ret, asst):
             papers = ret.papers
             titles = {M.norm_title(p.title) for p in papers.values()}
             for q in questions:
@@ -598,7 +607,7 @@ def run_eval(
         "mode": "retrieval-only" if retrieval_only else "full",
         "retriever": mode,
         "top_k": settings.retrieval.top_k,
-        "temperature": None if retrieval_only else settings.llm.temperature,
+        "temperature": None if retrieval_only else temperature,
         "faithfulness": faith,
         "started": started_at.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 2),
@@ -815,6 +824,7 @@ def cli_main(
     limit: int | None,
     console,
     split: str | None = None,
+    temperature: float | None = None,
     stdout,
 ) -> EvalRun:
     """``assistant eval``: a progress bar while it runs, then the summary table (with deltas) and the report path."""
@@ -855,6 +865,7 @@ def cli_main(
             retriever=retriever,
             limit=limit,
             split=split,
+            temperature=temperature,
             compare=compare,
             progress=progress,
         )
