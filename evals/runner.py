@@ -431,7 +431,8 @@ def _resources(
             tuned.llm.temperature = temperature
             retriever = copy.copy(retriever)
             retriever.settings = tuned
-            assistant = Assistant(tuned, retriever, assistant.llm)
+            assistant = copy.copy(assistant)
+            assistant.settings, assistant.retriever = tuned, retriever
         yield retriever, (None if retrieval_only else assistant)
         return
 
