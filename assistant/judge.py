@@ -35,9 +35,9 @@ from .cite import (
     units,
 )
 from .config import RetrievalSettings
-from .names import NameIndex, named_by_shape
+from .names import NameIndex, mentions, named_by_shape
 from .plan import Plan
-from .quantities import quantity_heads, reports_quantity
+from .quantities import paper_reports_quantity, quantity_heads
 from .retrieve import Hit
 
 
@@ -53,9 +53,10 @@ class Verdict:
 
 
 def _quoted_titles(question: str) -> list[str]:
-    """Quoted spans of four or more words: a title the user cites ('An Image is Worth 16x16 Words')."""
+    """Quoted spans that read as titles: four or more words, the first capitalised ('An Image is Worth 16x16
+    Words'); a quoted phrase in lower case is a quotation, not a title."""
     spans = re.findall(r"[\"“‘']([^\"”’']{12,200})[\"”’']", question)
-    return [s.strip() for s in spans if len(s.split()) >= 4]
+    return [s.strip() for s in spans if len(s.split()) >= 4 and s.strip()[:1].isupper()]
 
 
 def _norm(text: str) -> str:
@@ -85,8 +86,9 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
 
     for title in _quoted_titles(plan.query):
         t = _norm(title)
-        if not any(t in _norm(p.title) or _norm(p.title) in t for p in index.papers.values()):
-            return Verdict(False, "title_absent", f"No paper in the corpus is titled “{title}”.", [title])
+        if any(t in _norm(f"{p.title} {p.abstract}") or _norm(p.title) in t for p in index.papers.values()):
+            continue  # a title of the corpus, or words quoted from an abstract
+        return Verdict(False, "title_absent", f"No paper in the corpus is titled “{title}”.", [title])
 
     if plan.kind == "listing":
         return Verdict(True)
@@ -108,16 +110,18 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
                 [n],
             )
     subject = [h.paper for h in hits]
-    if known:
-        users = set.intersection(*(index.papers_with(n) for n in known))
+    if methods:  # names of things must meet in one paper; authors and affiliations are the filters' business
+        users = set.intersection(*(index.papers_with(n) for n in methods))
         subject = [h.paper for h in hits if h.paper.id in users]
         if not subject:
-            if len(known) == 1:
-                reason = f"No retrieved paper mentions {known[0]}."
+            if len(methods) == 1:
+                reason = f"No retrieved paper mentions {methods[0]}."
             else:
-                reason = f"No paper in the corpus mentions {_join(known, 'both' if len(known) == 2 else 'all of')}."
-            return Verdict(False, "names_apart", reason, known)
-    for n in methods:
+                lead = "both" if len(methods) == 2 else "all of"
+                reason = f"No paper in the corpus mentions {_join(methods, lead)}."
+            return Verdict(False, "names_apart", reason, methods)
+    asked = [n for n in methods if mentions(plan.question, n)]  # a referent the rewrite put in came from the chat
+    for n in asked:
         # "What AP does YOLOv6-3.0-N reach?" asks about X itself: a paper that only compares with X cannot answer
         asked_about = re.search(_SUBJECT.format(n=re.escape(n)), plan.query, re.I) is not None
         if asked_about and not any(index.owns(p.id, n) for p in subject):
@@ -129,9 +133,9 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
                 [n],
             )
     for how, head in quantity_heads(plan.query):
-        if not any(reports_quantity(x, how, head) for p in subject[:2] for x in sentences_of(p)):
+        if not any(paper_reports_quantity(sentences_of(p), how, head) for p in subject[:2]):
             what = {"long": "how long it takes"}.get(how, f"the number of {head}" if how == "many" else head)
-            about = f" for {_join(known)}" if known else ""
+            about = f" for {_join(methods)}" if methods else ""
             return Verdict(False, "quantity", f"No abstract in the corpus reports {what}{about}.", [head or how])
     return Verdict(True, subject_papers=[p.id for p in subject])
 

@@ -231,7 +231,8 @@ class NameIndex:
                 continue
             if needs_corpus_check and token.casefold() in self.lower_words:
                 continue  # the corpus writes it as a word ("Transformer", "Vision")
-            if not needs_corpus_check and "-" in token and token.casefold() in self.lower_words:
+            title_case = all(re.fullmatch(r"[A-Z][a-z]+", part) for part in token.split("-"))
+            if not needs_corpus_check and title_case and token.casefold() in self.lower_words:
                 continue  # title-case compounds the corpus also writes in lower case ("Multi-Scale")
             out.append(token)
         return list(dict.fromkeys(out))

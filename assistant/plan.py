@@ -24,7 +24,9 @@ PRONOUN = re.compile(
     r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
 )
 _COMPARE = re.compile(
-    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|vs\.?|versus)\b", re.I
+    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|distinguish\w*|vs\.?|versus)\b"
+    r"|\bor\b[^?:]{1,60}[:,]\s*which\b",
+    re.I,
 )
 _METHOD_SPLIT = [
     re.compile(
@@ -32,9 +34,17 @@ _METHOD_SPLIT = [
         r" (?P<b>.+?)[?.]?$",
         re.I,
     ),
+    # "how do A and B differ", "in what ways do A and B differ"
+    re.compile(r"(?:how|in what ways?|where) (?:do|does|did) (?P<a>.+?) and (?P<b>.+?) (?:differ|compare)\b", re.I),
     re.compile(r"(?:difference|differences) between (?P<a>.+?) and (?P<b>.+?)[?.]?$", re.I),
-    re.compile(r"compare (?P<a>.+?) (?:and|with|to|against|vs\.?|versus) (?P<b>.+?)[?.:]?$", re.I),
+    re.compile(r"distinguish(?:es)? (?P<a>.+?) from (?P<b>.+?)[?.]?$", re.I),
+    re.compile(r"(?:compare|contrast) (?P<a>.+?) (?:and|with|to|against|vs\.?|versus) (?P<b>.+?)[?.:]?$", re.I),
     re.compile(r"(?P<a>[^,.?:;]+?) (?:vs\.?|versus) (?P<b>[^,.?:;]+)", re.I),
+    # "A or B: which …", "A and B: how do they differ?"
+    re.compile(r"^(?:between )?(?P<a>[^,.?:;]+?) or (?P<b>[^,.?:;]+?)\s*[:,]\s*which\b", re.I),
+    re.compile(
+        r"^(?P<a>[^,.?:;]+?) and (?P<b>[^,.?:;]+?):\s*(?:how|what|in what)\b.*\b(?:differ|difference|compare)", re.I
+    ),
 ]
 _CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
 # A compared "target" that is a pronoun is the question's own subject: "…, and how does it compare with
@@ -53,7 +63,8 @@ def comparison_targets(question: str) -> list[str]:
     # judge only the last sentence that asks the comparison; earlier ones are background
     sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
     target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
-    target = target.split(":")[0] if _COMPARE.search(target.split(":")[0]) else target  # "Compare A and B: which …"
+    head = target.split(":")[0]
+    target = head if _COMPARE.search(head) and not re.search(r"\bor\b", head) else target  # "Compare A and B: …"
     for pattern in _METHOD_SPLIT:
         m = pattern.search(target)
         if not m:
@@ -176,8 +187,13 @@ def plan_question(
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     compared = comparison_targets(query)
-    names = retriever.name_index.names_in(query)
+    index = retriever.name_index
+    names = index.names_in(query)
     kind: Kind = "factoid"
+    if not compared and not is_listing(query, applied):
+        compared = _implicit_targets(names, index)
+        if compared:
+            why.append("names the methods of different papers: " + ", ".join(compared))
     if compared:
         kind = "comparison"
         why.append("comparison of " + ", ".join(compared))
@@ -196,6 +212,18 @@ def plan_question(
         names=names,
         why=why,
     )
+
+
+def _implicit_targets(names: list[str], index: NameIndex) -> list[str]:
+    """Two or more names that are each some paper's own method, used together by no paper ("Which is faster,
+    Gold-YOLO or DAMO-YOLO?"): the question is about several papers, whatever its wording."""
+    owned = [n for n in names if not index.is_record_field(n) and index.owners(n)]
+    if len(owned) < 2:
+        return []
+    if set.intersection(*(index.papers_with(n) for n in owned)):
+        return []  # one paper uses them all: a question about that paper
+    owners = [frozenset(index.owners(n)) for n in owned]
+    return owned[:4] if len(set(owners)) == len(owners) else []
 
 
 # Family names many papers share: a compared target named only by one of these is found by retrieval, not by name.

@@ -63,6 +63,20 @@ def _stem(word: str) -> str:
     return word
 
 
+def paper_reports_quantity(sentences: list[str], how: str, head: str) -> bool:
+    """Whether an abstract can answer "how many <head>" / "how long": a sentence gives the quantity, or the abstract
+    uses the asked word (or, for "how long", a time unit or "time") at all and gives numbers somewhere."""
+    if any(reports_quantity(s, how, head) for s in sentences):
+        return True
+    text = plain_math(" ".join(sentences)).lower()
+    if not _NUMBER.search(text):
+        return False
+    if how == "long":
+        return re.search(r"\b(?:hours?|days?|minutes?|seconds?|weeks?|epochs?|time)\b", text) is not None
+    stems = _SYNONYMS.get(_stem(head), (_stem(head)[:6],))
+    return any(st in text for st in stems)
+
+
 def reports_quantity(sentence: str, how: str, head: str) -> bool:
     """Whether a sentence gives the quantity asked for: a time with its unit for "how long", else a number
     beside the asked word ("hours", "parameters", or for "computation" a FLOPs or cost figure)."""

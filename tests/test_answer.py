@@ -322,3 +322,10 @@ def test_constrained_decoding_sends_the_citation_grammar_only_where_it_is_honour
             sources = " | ".join(f'"{n}"' for n in range(1, len(a.contexts) + 1))
             assert f"src ::= {sources}" in grammar
             assert CITED_SENTENCE.fullmatch(a.reply)
+
+
+def test_a_question_naming_methods_of_different_papers_is_a_comparison_whatever_its_wording(assistant, fake):
+    fake.enqueue(["Gold-YOLO attains 39.9% AP [1], while DAMO-YOLO reaches 43.0 mAP [2]."])
+    a = assistant.ask("Which is more accurate on COCO, Gold-YOLO or DAMO-YOLO?")
+    assert a.kind == "comparison" and a.compared == ["Gold-YOLO", "DAMO-YOLO"] and not a.refused
+    assert a.text.startswith("| Method |") and {c.n for c in a.citations} == {1, 2}

@@ -89,6 +89,11 @@ def test_comparison_routing_extracts_each_method():
     assert comparison_targets("Compare DMT, AMTML-KD and Nested-TNT.") == ["DMT", "AMTML-KD", "Nested-TNT"]
     assert comparison_targets("What does DoViT do?") == []
     assert comparison_targets("How much FLOPs does DoViT save?") == []
+    assert comparison_targets("How do Gold-YOLO and DAMO-YOLO differ in their necks?") == ["Gold-YOLO", "DAMO-YOLO"]
+    assert comparison_targets("What distinguishes LAUDNet from LASNet?") == ["LAUDNet", "LASNet"]
+    assert comparison_targets("Gold-YOLO or DAMO-YOLO: which is faster on a T4?") == ["Gold-YOLO", "DAMO-YOLO"]
+    assert comparison_targets("Focus-DETR and Rank-DETR: how do they differ?") == ["Focus-DETR", "Rank-DETR"]
+    assert comparison_targets("Contrast FLatten Transformer with SLAB.") == ["FLatten Transformer", "SLAB"]
     # a question about "it" that mentions a baseline is a factoid, not a comparison with a row named "it"
     assert comparison_targets("What speedup does Kangaroo reach, and how does it compare with Medusa-1?") == []
     assert comparison_targets("How many parameters does it need compared with Medusa-1?") == []
