@@ -4,18 +4,23 @@
 Before generation (`judge_question`), in order:
 1. *Off topic*: the best retrieval scores are below the calibrated floor (`retrieval.min_relevance` dense cosine
    and `retrieval.min_bm25`), no name of the question is in the corpus and no author filter applies.
-2. *Named subjects*: every name the question asks about (method, model, dataset, benchmark: YOLOv8, DINOv2,
-   Mamba-2, COCO) must be used by the corpus; a quoted title must be a corpus title; "the original X paper" needs a
-   paper that presents X as its own; and one retrieved paper must use all the names together ("DoViT on Pascal
-   VOC" needs a paper that mentions both).
-3. *Asked quantity*: "how many GPU hours / parameters …", "how much memory …", "how long …" need a sentence of
-   that paper that reports the quantity (its word, or a time unit for "how long", next to a number).
+2. *Named subjects* (names: method, model, dataset, benchmark — YOLOv8, DINOv2, Mamba-2, COCO):
+   - a name by its shape that no paper uses ("No paper in the corpus mentions YOLOv8.");
+   - a quoted, capitalised title of four or more words that no paper has;
+   - "the original X paper" / "X's paper" when no paper presents X as its own;
+   - names of things (not authors or affiliations) that no single retrieved paper uses together ("DoViT on
+     Pascal VOC"); a comparison is exempt, its missing targets become rows of the table;
+   - "what does X reach / how does X …" when no paper that uses the names owns X or names it in its title:
+     the corpus only mentions X in passing (a referent put in by a follow-up's rewrite is exempt).
+3. *Asked quantity*: "how many GPU hours / parameters …", "how much memory …", "how long …" need the paper to
+   report it (the asked word, or a time unit for "how long", and numbers).
 A refusal says which check failed in one sentence and lists the closest papers.
 
 After generation (`check_reply`): citations are checked against the numbered evidence (`cite.check_citations`);
-a sentence that names a method must cite a source that names it (re-cited when exactly one source does, dropped
-otherwise); sentences no source supports are dropped. The reply *failed* when nothing supported is left (a refusal
-from the model, markers only, off-evidence text) — then the answer falls back to quoted evidence.
+a sentence that names a method must cite a source whose paper names it (re-cited when exactly one source does);
+sentences the evidence they cite does not clearly support (clause by clause), and repeated ones, are dropped.
+The reply *failed* when nothing supported is left (a refusal from the model, markers only, off-evidence text) —
+then the answer falls back to quoted evidence.
 """
 
 from __future__ import annotations
