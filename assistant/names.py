@@ -38,8 +38,17 @@ _SUFFIX = re.compile(
 )
 # a name and the version written apart from it: "ERNIE 5.0", "GhostNet V2", "Mamba 2" are one name each
 _VERSION_AFTER = re.compile(r" (?:[vV]\d+(?:\.\d+)*|\d+(?:\.\d+)+|\d)(?![\w.\-])")
+# a size variant of a method ("Gold-YOLO-N", "ViT-L", "Swin-Tiny") is that method's own model; a number after the
+# name is not a size but a version ("Mamba-2", "LLaVA-1.6"): a successor the paper may not present
+_SIZE_VARIANT = re.compile(r"^(.+?)[-\s](?:[NSMLXTBHG]|XL|XXL|Nano|Tiny|Small|Base|Medium|Large|Huge|Giant)$", re.I)
 _SENTENCE_START = re.compile(r"(?:^|[.?!:;]\s+|[\"'(\[]\s*)$")
 _TOKEN_WORDS = re.compile(r"(?<![A-Za-z0-9])[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # words written in lower case
+
+
+def size_variant_of(name: str) -> str | None:
+    """The method a size variant belongs to ("Gold-YOLO-N" → "Gold-YOLO"), or None for any other name."""
+    m = _SIZE_VARIANT.match(name)
+    return m.group(1) if m else None
 
 
 def name_key(name: str) -> str:
@@ -255,10 +264,12 @@ class NameIndex:
         """Whether the paper presents the name as its own (title head, "we propose X", "called X"), or, with
         ``by_title``, its title names it ("ERNIE 5.0 Technical Report" is about ERNIE 5.0; "Demystify Mamba in
         Vision" is about Mamba, though it is not the original Mamba paper)."""
-        if name_key(name) in self.owned.get(paper_id, ()):
+        owned = self.owned.get(paper_id, ())
+        base = size_variant_of(name)
+        if name_key(name) in owned or (base is not None and name_key(base) in owned):
             return True
         paper = self.papers.get(paper_id)
-        return by_title and paper is not None and mentions(paper.title, name)
+        return by_title and paper is not None and any(mentions(paper.title, n) for n in (name, base) if n)
 
     def paper_uses(self, paper_id: str, name: str) -> bool:
         return paper_id in self.by_key.get(name_key(name), ())

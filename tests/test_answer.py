@@ -8,7 +8,7 @@ from assistant.answer import Assistant, QuestionError, validate_question
 from assistant.config import Settings
 from assistant.filters import Filters
 from assistant.llm import LLM, FakeLLM, LLMUnavailable
-from assistant.names import method_name
+from assistant.names import method_name, size_variant_of
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Retriever
 
@@ -78,6 +78,22 @@ def test_the_original_paper_of_a_method_the_corpus_only_mentions_is_refused(assi
     assert a.refused and a.refusal_check == "no_own_paper" and "Mamba" in a.text and fake.calls == []
     b = assistant.ask("What does the paper 'Attention Is All You Need Everywhere Today' propose?")
     assert b.refused and b.refusal_check == "title_absent" and fake.calls == []
+
+
+def test_a_size_variant_of_a_papers_method_is_its_own_but_a_baseline_variant_is_not(assistant, fake):
+    fake.enqueue(["Gold-YOLO-N reaches 39.9% AP on COCO val2017 at 1030 FPS on a T4 GPU [1]."])
+    a = assistant.ask("What AP does Gold-YOLO-N reach on COCO, and at what speed?")
+    assert not a.refused and a.citations and a.citations[0].title == GOLD and len(fake.calls) == 1
+    # the same abstract names YOLOv6-3.0-N only as the baseline it beats: no paper of its own
+    b = assistant.ask("What AP does YOLOv6-3.0-N reach on COCO?")
+    assert b.refused and b.refusal_check == "no_own_paper" and "YOLOv6-3.0-N" in b.text and len(fake.calls) == 1
+    assert [size_variant_of(n) for n in ("Gold-YOLO-N", "ViT-L", "Swin-Tiny", "Mamba-2", "LLaVA-1.6")] == [
+        "Gold-YOLO",
+        "ViT",
+        "Swin",
+        None,
+        None,
+    ]
 
 
 def test_a_model_refusal_with_strong_evidence_gives_the_evidence_quoted(assistant, fake):
