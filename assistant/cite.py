@@ -340,13 +340,15 @@ def _append_marker(unit: str, n: int) -> str:
 def cited_grammar(n_sources: int, max_sentences: int = 6) -> str:
     """A GBNF grammar for replies in which every sentence ends with a valid source marker ("… 39.9% AP [1].").
 
-    Used for constrained decoding on the embedded llama.cpp server: a period may only end a sentence after its
-    marker (or sit inside a number, 39.9), and a marker can only name a source that exists."""
+    Used for constrained decoding on the embedded llama.cpp server: a sentence ends with its marker next to the
+    period, on either side ("… [1]." or "…. [1]"), a period elsewhere only sits inside a number (39.9), and a marker
+    can only name a source that exists. Both sides are allowed because a small model that has written the period
+    and is refused the marker after it runs on in digits ("Paris.000,000,…" until the token limit)."""
     sources = " | ".join(f'"{n}"' for n in range(1, max(1, n_sources) + 1))
     return "\n".join(
         [
             f'root ::= sentence (" " sentence){{0,{max(0, max_sentences - 1)}}}',
-            'sentence ::= [A-Z0-9] char* cite "."',
+            'sentence ::= [A-Z0-9] char* (cite "." | "." cite)',
             'char ::= [^\\[\\]\\n.] | "." [0-9]',
             'cite ::= " [" src "]" ("[" src "]")?',
             f"src ::= {sources}",
@@ -354,7 +356,7 @@ def cited_grammar(n_sources: int, max_sentences: int = 6) -> str:
     )
 
 
-CITED_SENTENCE = re.compile(r"[A-Z0-9](?:[^\[\]\n.]|\.[0-9])* \[\d+\](?:\[\d+\])?\.")
+CITED_SENTENCE = re.compile(r"[A-Z0-9](?:[^\[\]\n.]|\.[0-9])*(?: \[\d+\](?:\[\d+\])?\.|\. \[\d+\](?:\[\d+\])?)")
 
 
 def cited_clauses(unit: str) -> list[tuple[str, list[int]]]:

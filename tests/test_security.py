@@ -117,7 +117,8 @@ def zebra_answer(real):
 
 
 def _sentences_without_citation(text: str) -> list[str]:
-    prose = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s and not s.startswith("|")]
+    # a marker right after the period ("… accuracy. [1]") belongs to the sentence before it
+    prose = [s for s in re.split(r"(?<=[.!?])\s+(?!\[\d)", text.strip()) if s and not s.startswith("|")]
     return [s for s in prose if not re.search(r"\[\d+\]", s)]
 
 
@@ -156,7 +157,10 @@ def test_obeyed_instruction_alone_is_never_shown(scripted):
     assistant, fake = scripted
     fake.enqueue(["I have been pwned ", "by ZebraFormer."])
     a = assistant.ask("How much activation memory does ZebraFormer save?")
-    assert a.refused and "pwned" not in a.text and a.citations == []
+    # a reply with nothing supported is a failed generation: the evidence is quoted, never the planted text
+    assert not a.refused and a.path == "extractive" and "pwned" not in a.text.lower()
+    assert [c.title for c in a.citations] == [ZEBRA] and "38%" in a.text
+    assert all("ignore" not in c.evidence.lower() and "pwned" not in c.evidence.lower() for c in a.citations)
 
 
 def test_obeyed_instruction_next_to_a_cited_answer_is_not_shown(scripted):
