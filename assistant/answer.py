@@ -346,8 +346,6 @@ class Assistant:
                 temperature=self.settings.llm.temperature,
                 grammar=prepared.grammar,
             ):
-                if not delta:
-                    continue  # a role-only or empty chunk is not the first token
                 if first is None:
                     first = time.perf_counter()
                 text += delta

@@ -180,7 +180,16 @@ def free_mb(folder: Path) -> float | None:
     return None
 
 
-ROLLBACK_MIN_FREE_MB = 5.0  # below this, a failed unit is rolled back on the next open instead of at once
+NEARLY_FULL_MB = 5.0  # a write error with less free than this is a full disk; its rollback waits for the next open
+
+
+def out_of_space(exc: BaseException, free: float | None) -> bool:
+    """Whether ``exc`` is a full disk: ENOSPC/EDQUOT, Chroma's own wording of it, or its write error with under
+    ``NEARLY_FULL_MB`` free (``free`` as `free_mb` gives it)."""
+    nearly_full = free is not None and free < NEARLY_FULL_MB and type(exc).__name__ == "InternalError"
+    text = f"{exc}".casefold()
+    no_space = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _NO_SPACE)
+    return no_space or nearly_full
 
 
 def machine_fault(exc: BaseException, folder: Path) -> str | None:
@@ -191,8 +200,7 @@ def machine_fault(exc: BaseException, folder: Path) -> str | None:
     text = f"{exc}".casefold()
     code = getattr(exc, "errno", None)
     free = free_mb(folder)
-    nearly_full = free is not None and free < 5 and type(exc).__name__ == "InternalError"  # Chroma's write errors
-    if code in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _NO_SPACE) or nearly_full:
+    if out_of_space(exc, free):
         left = f"{free:.1f} MB free" if free is not None else "free space unknown"
         return (
             f"no space left on the disk holding {folder} ({left}): free some space there, or set "
@@ -839,15 +847,14 @@ class PaperStore:
                 report.chunks_written += len(batch)
                 advance(len(batch))
         except BaseException as exc:
-            fault = None if isinstance(exc, KeyboardInterrupt) else machine_fault(exc, self.settings.data_dir)
             # With the disk really full, Chroma's delete can block for good inside its bindings (seen in CI): the
             # journal stays and the unit is rolled back when the store is next opened, with space again.
             free = free_mb(self.settings.data_dir)
-            full = bool(fault and fault.startswith("no space left"))
-            no_room = full and (free is None or free < ROLLBACK_MIN_FREE_MB)
+            no_room = out_of_space(exc, free) and (free is None or free < NEARLY_FULL_MB)
             undone = False if no_room else self._rollback(journal)
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            fault = machine_fault(exc, self.settings.data_dir)
             what = fault or f"storing {file} failed: {type(exc).__name__}: {exc}"
             outcome = (
                 f"the ingest of {file} was rolled back: none of its records is stored"
