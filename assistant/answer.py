@@ -27,7 +27,7 @@ from .corpus import Paper
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
-from .names import mentions, method_name, salient_terms
+from .names import mentions, method_name, proposal_sentence, salient_terms
 from .plan import (
     PRONOUN,
     Gathered,
@@ -35,7 +35,6 @@ from .plan import (
     PlanError,
     conversation_names,
     gather,
-    has_reference,
     plan_question,
     resolve_references,
 )
@@ -137,6 +136,10 @@ class Answer(BaseModel):
     filters_applied: str = "none"
     compared: list[str] = Field(default_factory=list, description="Methods compared, for comparison questions.")
     not_found: list[str] = Field(default_factory=list, description="Compared methods no paper in the corpus names.")
+    picked: dict[str, str | None] = Field(
+        default_factory=dict, description="Each compared target and the title of the paper the plan picked for it."
+    )
+    notes: list[str] = Field(default_factory=list, description="What the user should know about the filters.")
     plan_why: list[str] = Field(default_factory=list, description="What the planner read from the question.")
     model: str = ""
     prompt_tokens: int = 0
@@ -145,6 +148,15 @@ class Answer(BaseModel):
     repair: dict[str, Any] = Field(default_factory=dict, description="Markers removed and citations attached.")
     incomplete: bool = False
     error: str | None = None
+
+    def as_message(self) -> dict:
+        """This answer as a history message; ``papers`` (the cited paper ids) tells the planner what a follow-up's
+        "it" or "the same group" refers to."""
+        return {
+            "role": "assistant",
+            "content": self.text,
+            "papers": list(dict.fromkeys(c.paper_id for c in self.citations)),
+        }
 
 
 @dataclass
@@ -301,9 +313,12 @@ class Assistant:
             filters_applied=plan.filters.describe(),
             compared=plan.compared,
             not_found=[m for m in plan.compared if prepared.gathered.per_target.get(m) is None],
+            picked={m: h.paper.title if h else None for m, h in prepared.gathered.per_target.items()},
             plan_why=plan.why,
             model=self.llm.describe(),
         )
+        if not plan.filters.is_empty() and (note := plan.filters.lacking_note(list(self.retriever.papers.values()))):
+            answer.notes.append(note)
 
         def finish() -> Event:
             timings["total_s"] = time.perf_counter() - started
@@ -380,16 +395,11 @@ class Assistant:
         return source_sentences(paper.abstract)
 
     def rewrite(self, question: str, history: list[dict]) -> str:
-        """A standalone query for a follow-up.
-
-        A pronoun with a named method in the conversation is resolved directly (instant, and more reliable
-        than a 0.5B model); otherwise the model rewrites, and its rewrite is checked against the conversation.
-        """
+        """A standalone query for a follow-up whose conversation names nothing to point at (the planner resolves
+        the others itself): the model rewrites, and its rewrite is checked against the conversation."""
         recent = history[-4:]
         index = self.retriever.name_index
         terms = conversation_names(recent, index)
-        if terms and has_reference(question):
-            return resolve_references(question, recent, index)
         convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in recent)
         rewritten = ""
         try:
@@ -640,7 +650,7 @@ class Assistant:
         answer.citations = [citations[n] for n in dict.fromkeys(order) if n in citations]
 
     def _listing(self, answer: Answer, hits: list[Hit]) -> None:
-        firsts = [source_sentences(h.paper.abstract)[0] for h in hits]
+        firsts = [proposal_sentence(h.paper) for h in hits]
         answer.contexts = [
             c.model_copy(update={"text": first}) for c, first in zip(self._contexts(hits, None), firsts, strict=True)
         ]
@@ -654,10 +664,12 @@ class Assistant:
             facts = ", ".join(str(x) for x in (author_list(p.authors, p.authors_truncated), p.year, p.category) if x)
             name = method_name(p)
             named = f" — {name}" if name and name not in p.title else ""
-            lines.append(f"- {p.title} ({facts}){named} [{n}]")
+            lines.append(f"- {p.title} ({facts}){named}: “{_cell(first, 45)}” [{n}]")
             answer.citations.append(Citation.of(n, p, first))
-        if len(hits) >= LISTING_MAX:
-            lines.append(f"(showing the first {LISTING_MAX}; narrow the filters to see others)")
+        matching = sum(answer.filters.matches(p) for p in self.retriever.papers.values())
+        if matching > len(hits):
+            lines.append(f"(showing the {len(hits)} most relevant of {matching}; narrow the filters to see others)")
+        lines += answer.notes
         answer.text = "\n".join(lines)
         answer.model = "records (no model call)"
         answer.path = "extractive"
@@ -679,7 +691,6 @@ def source_text(src) -> SourceText:
     return SourceText(src.n, src.paper_id, " ".join(x.text for x in src.sentences), header)
 
 
-LISTING_MAX = 10
 _WHICH = re.compile(
     r"^\s*(?:which|what)\s+(?:[\w-]+\s+){0,3}?(method|paper|approach|framework|model|detector|network|benchmark"
     r"|dataset|technique|family|architecture|system|algorithm|work)\b",

@@ -216,13 +216,49 @@ def ingest(
         raise typer.Exit(2)
 
 
+# Filter options shared by `papers` and `ask` (the planner also reads the same filters from the question's words).
+YearFrom = Annotated[int | None, typer.Option("--year-from", help="Earliest year (inclusive).")]
+YearTo = Annotated[int | None, typer.Option("--year-to", help="Latest year (inclusive).")]
+DateFrom = Annotated[
+    str | None,
+    typer.Option("--date-from", help="Earliest date: 2024-03-15, 2024-03, 'March 2024' (papers need one)."),
+]
+DateTo = Annotated[str | None, typer.Option("--date-to", help="Latest date, same forms as --date-from.")]
+Category = Annotated[
+    str | None, typer.Option(help="Category by code or name: CV, cs.CL, 'computer vision', 'machine learning (LG)'.")
+]
+Authors = Annotated[
+    list[str] | None, typer.Option("--author", help="Author name substring; repeat for several (all must co-author).")
+]
+FirstAuthor = Annotated[str | None, typer.Option("--first-author", help="Substring of the first author's name.")]
+Affiliation = Annotated[
+    str | None, typer.Option(help="Institution by name or code ('Tsinghua University', tsinghua); see filters.py.")
+]
+HasCode = Annotated[bool, typer.Option("--has-code", help="Only papers that link their code.")]
+
+
+def _filters_from_options(**options):
+    from .filters import Filters
+
+    try:
+        f = Filters.from_options(**options)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return None if f.is_empty() else f
+
+
 @app.command()
 def papers(
     year: Annotated[int | None, typer.Option(help="Only papers from this year.")] = None,
-    year_from: Annotated[int | None, typer.Option("--year-from", help="Earliest year (inclusive).")] = None,
-    year_to: Annotated[int | None, typer.Option("--year-to", help="Latest year (inclusive).")] = None,
-    category: Annotated[str | None, typer.Option(help="Category code, e.g. CV, LG, CL.")] = None,
-    author: Annotated[str | None, typer.Option(help="Author name substring (case-insensitive).")] = None,
+    year_from: YearFrom = None,
+    year_to: YearTo = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    category: Category = None,
+    author: Authors = None,
+    first_author: FirstAuthor = None,
+    affiliation: Affiliation = None,
+    has_code: HasCode = False,
     search: Annotated[str | None, typer.Option(help="Substring of the title (or of an alternative title).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
@@ -231,16 +267,20 @@ def papers(
     from .filters import Filters
 
     settings = get_settings()
-    filters = Filters(
-        year_from=year if year is not None else year_from,
-        year_to=year if year is not None else year_to,
-        category=category,
-        author=author,
+    filters = (
+        _filters_from_options(
+            year_from=year if year is not None else year_from,
+            year_to=year if year is not None else year_to,
+            date_from=date_from,
+            date_to=date_to,
+            category=category,
+            authors=author,
+            first_author=first_author,
+            affiliation=affiliation,
+            has_code=has_code,
+        )
+        or Filters()
     )
-    try:
-        filters.validate()
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     _require_store(settings)
     store = _open_store(settings)
     try:
@@ -270,17 +310,6 @@ def papers(
         authors = author_list(p.authors, p.authors_truncated)
         table.add_row(str(p.year or "?"), p.category or "", p.title, authors)
     out.print(table)
-
-
-def _filters_from_options(year_from, year_to, category, author):
-    from .filters import Filters
-
-    f = Filters(year_from=year_from, year_to=year_to, category=category, author=author)
-    try:
-        f.validate()
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    return None if f.is_empty() else f
 
 
 def _start_assistant(settings: Settings):
@@ -346,6 +375,10 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
         console.print(f"plan: {why}", style="dim", highlight=False)
     if answer.filters_applied != "none":
         console.print(f"filters: {answer.filters_applied}", style="dim", highlight=False)
+    for target, title in answer.picked.items():
+        console.print(f"comparing: {target} -> {title or 'not in the corpus'}", style="dim", highlight=False)
+    for note in answer.notes:
+        console.print(f"note: {note}", style="yellow", highlight=False)
     if answer.refused and answer.possibly_related:
         out.print("\n[bold]possibly related:[/]")
         for title in answer.possibly_related:
@@ -376,22 +409,45 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="A question about the papers.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer object as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer object (plan included) as JSON.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Print the plan (kind, query, filters, compared papers) and stop.")
+    ] = False,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Papers given to the model.")] = None,
-    year_from: Annotated[int | None, typer.Option("--year-from", help="Earliest year (inclusive).")] = None,
-    year_to: Annotated[int | None, typer.Option("--year-to", help="Latest year (inclusive).")] = None,
-    category: Annotated[str | None, typer.Option(help="Category code, e.g. CV.")] = None,
-    author: Annotated[str | None, typer.Option(help="Author name substring.")] = None,
+    year_from: YearFrom = None,
+    year_to: YearTo = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    category: Category = None,
+    author: Authors = None,
+    first_author: FirstAuthor = None,
+    affiliation: Affiliation = None,
+    has_code: HasCode = False,
 ) -> None:
-    """Answer one question with cited papers (or the refusal sentence when the corpus lacks the answer)."""
+    """Answer one question with cited papers (or say why the corpus cannot answer it).
+
+    Filters given here are added to those the question states ("papers from March 2024 by Yang Yue")."""
     from .answer import QuestionError, validate_question
 
     settings = get_settings()
-    filters = _filters_from_options(year_from, year_to, category, author)
+    filters = _filters_from_options(
+        year_from=year_from,
+        year_to=year_to,
+        date_from=date_from,
+        date_to=date_to,
+        category=category,
+        authors=author,
+        first_author=first_author,
+        affiliation=affiliation,
+        has_code=has_code,
+    )
     try:  # an empty or over-long question is refused before the store, the embedder and the model are loaded
         validate_question(question, settings.max_question_chars)
     except QuestionError as exc:
         raise _fail(str(exc)) from None
+    if explain:
+        _explain(settings, question, filters, top_k, as_json)
+        return
     assistant = _start_assistant(settings)
     try:
         if as_json:
@@ -410,6 +466,42 @@ def ask(
             raise typer.Exit(3)
     finally:
         assistant.close()
+
+
+def _explain(settings: Settings, question: str, filters, top_k: int | None, as_json: bool) -> None:
+    """The plan and what the pipeline decides from it (papers, verdict), without starting the model."""
+    from .answer import Assistant, QuestionError
+    from .retrieve import Retriever
+
+    _require_store(settings)
+    store = _open_store(settings)
+    try:
+        with _faults(settings):
+            assistant = Assistant(settings, Retriever(store, settings), llm=None)
+            try:
+                prepared = assistant.prepare(assistant.plan(question, None, filters), top_k)
+            except QuestionError as exc:
+                raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    plan, verdict = prepared.plan, prepared.verdict
+    picked = {m: h.paper.title if h else None for m, h in prepared.gathered.per_target.items()}
+    papers = [h.paper.title for h in prepared.hits]
+    decision = "answer" if verdict.answerable else f"refuse ({verdict.check}): {verdict.reason or 'off topic'}"
+    if as_json:
+        row = {"plan": plan.model_dump(mode="json"), "picked": picked, "papers": papers, "decision": decision}
+        print(json.dumps(row, ensure_ascii=False, indent=2))
+        return
+    out.print(f"kind: {plan.kind}" + (" (follow-up)" if plan.followup else ""), highlight=False, markup=False)
+    out.print(f"searched as: {plan.query}", highlight=False, markup=False)
+    out.print(f"filters: {plan.filters.describe()}", highlight=False, markup=False)
+    for target, title in picked.items():
+        out.print(f"comparing: {target} -> {title or 'not in the corpus'}", highlight=False, markup=False)
+    for why in plan.why:
+        out.print(f"why: {why}", highlight=False, markup=False)
+    for n, title in enumerate(papers, start=1):
+        out.print(f"[{n}] {title}", highlight=False, markup=False)
+    out.print(f"decision: {decision}", highlight=False, markup=False)
 
 
 @app.command()
@@ -437,7 +529,7 @@ def chat(
                 continue
             answer = _print_answer_stream(assistant, question, history, top_k=top_k)
             if answer is not None and not answer.error:
-                history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+                history += [{"role": "user", "content": question}, answer.as_message()]
     finally:
         assistant.close()
 

@@ -51,7 +51,8 @@ class Verdict:
     """Whether to answer, and if not, why (one sentence for the user) and which check decided."""
 
     answerable: bool
-    check: str = ""  # "off_topic" | "name_absent" | "title_absent" | "no_own_paper" | "names_apart" | "quantity"
+    # "filters_empty" | "off_topic" | "name_absent" | "title_absent" | "no_own_paper" | "names_apart" | "quantity"
+    check: str = ""
     reason: str = ""
     missing: list[str] = field(default_factory=list)
     subject_papers: list[str] = field(default_factory=list)  # ids of the papers that use every name asked about
@@ -76,6 +77,8 @@ _SUBJECT = r"\b(?:does|do|did|is|are|was|were|has|have|can)\s+(?:the\s+)?{n}(?![
 
 def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: RetrievalSettings, sentences_of) -> Verdict:
     """Answer or refuse, before any model call. ``sentences_of(paper)`` gives a paper's usable sentences."""
+    if not plan.filters.is_empty() and (empty := plan.filters.explain_empty(list(index.papers.values()))):
+        return Verdict(False, "filters_empty", empty)
     if not hits:
         return Verdict(False, "off_topic", "No paper in the corpus matches the question.")
     known = [n for n in plan.names if index.papers_with(n)]
@@ -85,7 +88,8 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
         best_dense < cfg.min_relevance
         and not any(h.bm25 >= cfg.min_bm25 for h in hits)
         and not known
-        and not plan.filters.author
+        and not (plan.filters.authors or plan.filters.first_author)
+        and plan.kind != "listing"  # "which papers match these filters": the filters decide, and some match
     ):
         return Verdict(False, "off_topic", "")
 

@@ -158,6 +158,12 @@ def method_name(paper: Paper) -> str | None:
     return None
 
 
+def proposal_sentence(paper: Paper) -> str:
+    """The abstract sentence that says what the paper proposes ("we propose / introduce …"), else its first."""
+    sentences = split_sentences(paper.abstract) or [paper.abstract]
+    return next((x for x in sentences if _INTRO.search(x)), sentences[0])
+
+
 def _parts(token: str) -> set[str]:
     """A token and its hyphen-joined runs: Gold-YOLO-N -> Gold-YOLO-N, Gold-YOLO, YOLO-N, Gold, YOLO, N; a
     token with a suffix such as -based also stands without it (LLM-based -> LLM)."""

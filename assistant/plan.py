@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .filters import Filters
-from .names import NameIndex, mentions, salient_terms
-from .retrieve import Hit, Retriever, filters_from_question
+from .filters import Filters, filter_words, filters_from_question
+from .names import NameIndex, mentions, method_name, salient_terms
+from .retrieve import Hit, Retriever
 
 Kind = Literal["factoid", "comparison", "listing"]
 
@@ -24,14 +24,24 @@ PRONOUN = re.compile(
     r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
 )
 _COMPARE = re.compile(
-    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|distinguish\w*|vs\.?|versus)\b"
+    r"\b(compare|compared|comparison|contrast|differ|differs|different|difference|differences|distinguish\w*"
+    r"|vs\.?|versus)\b"
     r"|\bor\b[^?:]{1,60}[:,]\s*which\b",
     re.I,
 )
 _METHOD_SPLIT = [
     re.compile(
-        r"how (?:does|do|is|are) (?P<a>.+?) (?:differ|compare|contrast)\w*(?: in [^,?]{1,40}?)? (?:from|to|with)"
-        r" (?P<b>.+?)[?.]?$",
+        r"how (?:does|do|is|are) (?P<a>.+?) (?:differ|compare|contrast|different)\w*(?: in [^,?]{1,40}?)?"
+        r" (?:from|to|with|than) (?P<b>.+?)[?.]?$",
+        re.I,
+    ),
+    # "one … , the other …": two papers described, not named
+    re.compile(
+        r"\bone (?:of them )?(?P<a>[^,;:?]{6,}?)\s*[,;]\s*(?:and |while |whereas )?the other (?P<b>[^,;:?]{6,})", re.I
+    ),
+    re.compile(
+        r"\b(?:the|a) (?:paper|method|approach|one|work) (?:that|which) (?P<a>[^,;:?]{6,}?),? and (?:the|a)"
+        r" (?:paper|method|approach|one|work) (?:that|which) (?P<b>[^,;:?]{6,})",
         re.I,
     ),
     # "how do A and B differ", "in what ways do A and B differ"
@@ -56,6 +66,18 @@ _PRONOUN_TARGET = re.compile(
 _SPLIT_TARGETS = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 
 
+_NAME_THEN_ASPECT = re.compile(r"^(\S*[A-Z0-9]\S*)\s+(?:in|on|for|regarding|in terms of|with respect to)\s+.+$")
+
+
+def _trim_target(part: str) -> str:
+    """A compared target without its article, a trailing verb ("… differ") or, after a name, the aspect asked
+    about ("Medusa-1 in extra parameters" -> "Medusa-1")."""
+    t = re.sub(r"^(?:the|a|an)\s+", "", part.strip(" ,.?"), flags=re.I)
+    t = re.sub(r"\s+(?:differ|compare|contrast)\w*$", "", t, flags=re.I)
+    m = _NAME_THEN_ASPECT.match(t)
+    return m.group(1) if m else t
+
+
 def comparison_targets(question: str) -> list[str]:
     """The methods a comparative question names (two or more), or [] for other questions."""
     if not _COMPARE.search(question):
@@ -70,7 +92,7 @@ def comparison_targets(question: str) -> list[str]:
         if not m:
             continue
         parts = [*_SPLIT_TARGETS.split(m.group("a")), *_SPLIT_TARGETS.split(m.group("b"))]
-        cleaned = [re.sub(r"^(?:the|a|an)\s+", "", p.strip(" ,.?"), flags=re.I) for p in parts]
+        cleaned = [_trim_target(p) for p in parts]
         if any(_PRONOUN_TARGET.match(c) for c in cleaned):
             return []  # a baseline mentioned by a question about "it"
         # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
@@ -107,9 +129,10 @@ def conversation_names(history: list[dict], index: NameIndex | None = None) -> l
     return terms
 
 
-def resolve_references(question: str, history: list[dict], index: NameIndex | None = None) -> str:
-    """Replace the first pronoun of a follow-up with the method the conversation was about (no model needed)."""
-    terms = conversation_names(history, index)
+def resolve_references(question: str, history: list[dict], index: NameIndex | None = None, referent: str = "") -> str:
+    """Replace the first pronoun of a follow-up with the referent (by default the method the conversation was
+    about; no model needed)."""
+    terms = [referent] if referent else conversation_names(history, index)
     if not terms:
         last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
         return f"{question} {last_user}".strip()
@@ -121,22 +144,91 @@ def resolve_references(question: str, history: list[dict], index: NameIndex | No
     return question[: m.start()] + replacement + question[m.end() :]
 
 
+def discussed_papers(history: list[dict], papers: dict, index: NameIndex) -> list[str]:
+    """Ids of the papers under discussion: those the latest answer cited (a message's ``papers``, which the UI
+    and the CLI record), else the papers whose own method the last exchange names (a pasted conversation)."""
+    for m in reversed(history):
+        if m["role"] == "assistant" and m.get("papers"):
+            return [pid for pid in m["papers"] if pid in papers]
+    owned = [pid for name in conversation_names(history[-2:], index) for pid in sorted(index.owners(name))]
+    return list(dict.fromkeys(owned))
+
+
+def referent_of(history: list[dict], discussed: list[str], papers: dict, index: NameIndex) -> str:
+    """What "it" / "this method" / "the paper" stands for: the name the user used for a discussed paper, else
+    the discussed paper's method name or title; without discussed papers, the conversation's likeliest name."""
+    terms = conversation_names(history, index)
+    if not discussed:
+        return terms[0] if terms else ""
+    for t in terms:
+        if index.owners(t) & set(discussed):
+            return t
+    paper = papers[discussed[0]]
+    head = paper.title.split(":", 1)[0].strip()  # "Kangaroo: Lossless Self-Speculative Decoding …"
+    return method_name(paper) or (head if ":" in paper.title and len(head.split()) <= 3 else paper.title)
+
+
+_GROUP = re.compile(
+    r"\b(?:the )?same (?:group|authors|team|lab)\b|\b(?:these|those|its|their|the paper's) authors\b", re.I
+)
+_FIRST = re.compile(r"\b(?:its|their|the paper's|the) (?:first|lead) author\b", re.I)
+
+
+def author_reference(question: str, paper) -> tuple[str, list[str], str]:
+    """("the same group" | "its first author") in a follow-up -> (the question with the name put in, the author
+    filter, why). The group is its senior (last-listed) author when the list is complete, else its first."""
+    if not paper.authors:
+        return question, [], ""
+    if m := _FIRST.search(question):
+        name = paper.authors[0]
+        why = f"“{m.group(0)}” = {name}, first author of “{paper.title}”"
+    elif m := _GROUP.search(question):
+        name = paper.authors[0] if paper.authors_truncated or len(paper.authors) == 1 else paper.authors[-1]
+        why = f"“{m.group(0)}” = papers with {name}, an author of “{paper.title}”"
+    else:
+        return question, [], ""
+    return question[: m.start()] + name + question[m.end() :], [name], why
+
+
 def has_reference(question: str) -> bool:
     return _REFERENCE.search(question) is not None
 
 
 def looks_like_followup(question: str) -> bool:
     """A question that refers back ("it", "they", "the agent", "this method") or is too short to stand alone."""
-    return bool(PRONOUN.search(question)) or has_reference(question) or len(question.split()) <= 5
+    return (
+        bool(PRONOUN.search(question) or _GROUP.search(question) or _FIRST.search(question))
+        or has_reference(question)
+        or len(question.split()) <= 5
+    )
 
 
-_LISTING = re.compile(r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\bpapers?\b", re.I)
+_LISTING = re.compile(
+    r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\b(?:papers?|works?|articles?)\b"
+    r"|^\s*what (?:else|other)\b|^\s*(?:all |the )?papers\b",
+    re.I,
+)
 _MORE_ASKED = re.compile(r"\band\s+(?:what|how|why|which|who|when|where)\b|,\s*and\b", re.I)
+# "…, and what does each propose?": a listing whose line per paper is its proposal, which the records give
+_EACH_PROPOSES = re.compile(
+    r"(?:,?\s*and\s+)?\b(?:what|which \w+) (?:does|did) each (?:one |paper |of them )?"
+    r"(?:propose|introduce|present|contribute|do)\b"
+    r"|,?\s*and (?:their|its) (?:main )?(?:proposals?|contributions?|methods?)\b",
+    re.I,
+)
 
 
 def is_listing(question: str, filters: Filters) -> bool:
-    """A question that asks only which papers match an author, year or category filter."""
-    return not filters.is_empty() and bool(_LISTING.search(question)) and not _MORE_ASKED.search(question)
+    """A question that asks which papers match its filters (and at most what each proposes)."""
+    if filters.is_empty() or not _LISTING.search(question):
+        return False
+    return not _MORE_ASKED.search(_EACH_PROPOSES.sub(" ", question))
+
+
+def asks_about_matches(question: str, filters: Filters) -> bool:
+    """A listing-shaped question that asks more about the matching papers ("Which 2023 papers by X use
+    distillation, and what accuracy do they report?"): answered from all of them, not from the top three."""
+    return not filters.is_empty() and bool(_LISTING.search(question)) and not is_listing(question, filters)
 
 
 class Plan(BaseModel):
@@ -148,6 +240,11 @@ class Plan(BaseModel):
     kind: Kind = "factoid"
     followup: bool = Field(False, description="The question was rewritten from the conversation.")
     query: str = Field(description="The standalone question retrieval and answering use.")
+    history_query: str = Field(
+        "", description="Follow-ups: the question with the earlier user turns; retrieval fuses it with ``query``."
+    )
+    discussed: list[str] = Field(default_factory=list, description="Ids of the papers the conversation is about.")
+    every_match: bool = Field(False, description="Answer from every paper the filters admit, not the top few.")
     filters: Filters = Field(default_factory=Filters)
     compared: list[str] = Field(default_factory=list, description="The compared targets (names or descriptions).")
     names: list[str] = Field(default_factory=list, description="Names the question asks about (DoViT, COCO, …).")
@@ -168,38 +265,62 @@ def plan_question(
     """The plan for a (validated) question. ``rewrite`` turns a follow-up into a standalone query; without it the
     first pronoun is resolved to the method the conversation was about."""
     why: list[str] = []
-    query, followup = question, False
+    query, followup, history_query = question, False, ""
+    papers, index = retriever.papers, retriever.name_index
+    discussed: list[str] = []
+    group: list[str] = []
     if history and looks_like_followup(question):
-        if rewrite is not None:
-            query = rewrite(question, history)
-        else:
-            query = resolve_references(question, history, retriever.name_index)
+        discussed = discussed_papers(history, papers, index)
+        if discussed:
+            query, group, said = author_reference(question, papers[discussed[0]])
+            if group:
+                why.append(said)
+        referent = referent_of(history, discussed, papers, index)
+        if not group and ((referent and has_reference(query)) or rewrite is None):
+            query = resolve_references(query, history, index, referent)
+        elif not group:
+            query = rewrite(query, history)  # nothing in the conversation to point at: the model rewrites
         followup = query != question
+        earlier = [m["content"] for m in history if m["role"] == "user"][-2:]
+        history_query = " ".join([question, *earlier])
         if followup:
             why.append(f"follow-up rewritten as {query!r}")
     applied = filters_from_question(query, list(retriever.papers.values()))
     if not applied.is_empty():
         why.append(f"filters from the question: {applied.describe()}")
-    if filters is not None:
-        applied = Filters(**{**applied.model_dump(exclude_none=True), **filters.model_dump(exclude_none=True)})
+    if group:
+        applied.authors = list(dict.fromkeys([*applied.authors, *group]))
+    applied = applied.merged(filters)
     try:
         applied.validate()
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     compared = comparison_targets(query)
-    index = retriever.name_index
-    names = index.names_in(query)
+    stated = filter_words(applied)
+    if _only_filters(query, stated):
+        said = f" ({applied.describe()})" if not applied.is_empty() else ""
+        raise PlanError(
+            f"“{question}” only states a filter{said}: ask about the papers, e.g. "
+            "“Which papers are from 2023?” or “What do the 2023 papers propose for detection?”"
+        )
+    # "March", "mid-2023", "cs.CV", "Peking": words of the filters, not names of what the question asks about
+    names = [n for n in index.names_in(query) if n.casefold() not in stated and not _DATED.search(n)]
     kind: Kind = "factoid"
-    if not compared and not is_listing(query, applied):
+    listing = is_listing(query, applied)
+    if not compared and not listing:
         compared = _implicit_targets(names, index)
         if compared:
             why.append("names the methods of different papers: " + ", ".join(compared))
+    every = False
     if compared:
         kind = "comparison"
         why.append("comparison of " + ", ".join(compared))
-    elif is_listing(query, applied):
+    elif listing:
         kind = "listing"
-        why.append("asks only which papers match the filters")
+        why.append("asks which papers match the filters")
+    elif asks_about_matches(query, applied):
+        every = True
+        why.append("asks about every paper the filters admit")
     if names:
         why.append("names asked about: " + ", ".join(names))
     return Plan(
@@ -207,11 +328,24 @@ def plan_question(
         kind=kind,
         followup=followup,
         query=query,
+        history_query=history_query,
+        discussed=discussed,
+        every_match=every,
         filters=applied,
         compared=compared,
         names=names,
         why=why,
     )
+
+
+def _only_filters(question: str, stated: set[str]) -> bool:
+    """A question with no word beyond its filters ("2023", "cs.CV March 2024")."""
+    words = re.findall(r"[\w.-]+", question.casefold())
+    return all(w in stated or re.fullmatch(r"[\d.-]+", w) or w in _FILLER for w in words)
+
+
+_FILLER = {"in", "from", "of", "since", "before", "after", "between", "and", "to", "by", "the", "a", "with"}
+_DATED = re.compile(r"^(?:early|mid|late|q[1-4])-?(?:19|20)\d\d$", re.I)
 
 
 def _implicit_targets(names: list[str], index: NameIndex) -> list[str]:
@@ -228,7 +362,8 @@ def _implicit_targets(names: list[str], index: NameIndex) -> list[str]:
 
 # Family names many papers share: a compared target named only by one of these is found by retrieval, not by name.
 _GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}
-LISTING_MAX = 10
+LISTING_MAX = 20
+EVERY_MAX = 8  # papers answered from when a question asks about every match (the prompt's budget is the limit)
 
 
 class Gathered(BaseModel):
@@ -250,14 +385,19 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
         return Gathered(
             hits=retriever.search(plan.query, top_k=max(top_k, LISTING_MAX, depth), filters=filters, mode=mode)
         )
-    hits = retriever.search(plan.query, top_k=depth, filters=filters, mode=mode)
+    if plan.every_match:
+        depth = max(depth, EVERY_MAX)
+    hits = _search(plan, retriever, depth, filters, mode)
     if plan.kind != "comparison":
         return Gathered(hits=_with_named_paper(plan, retriever, hits, depth, filters, mode))
     per_target: dict[str, Hit | None] = {}
     chosen: dict[str, Hit] = {}
+    background = _background(plan.query)
     for target in plan.compared:
-        found = retriever.search(target, top_k=3, filters=filters, mode=mode)
         names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
+        # a described target ("the one that rebalances by return") is searched with the question's background
+        query = target if names or not background else f"{target}. {background}"
+        found = retriever.search(query, top_k=3, filters=filters, mode=mode)
         if names:
             found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
         hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
@@ -272,6 +412,30 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
             break
         chosen.setdefault(hit.paper.id, hit)
     return Gathered(hits=list(chosen.values()), per_target=per_target)
+
+
+def _search(plan: Plan, retriever: Retriever, depth: int, filters, mode) -> list[Hit]:
+    """The plan's search; for a follow-up, the rewritten query fused (reciprocal rank) with the question plus the
+    earlier user turns, which finds the paper under discussion when the rewrite picked the wrong referent."""
+    hits = retriever.search(plan.query, top_k=depth, filters=filters, mode=mode)
+    if not plan.history_query or plan.history_query == plan.query:
+        return hits
+    other = retriever.search(plan.history_query, top_k=depth, filters=filters, mode=mode)
+    k = retriever.settings.retrieval.rrf_k
+    score: dict[str, float] = {}
+    by_id: dict[str, Hit] = {}
+    for run in (hits, other):
+        for rank, h in enumerate(run):
+            score[h.paper.id] = score.get(h.paper.id, 0.0) + 1.0 / (k + rank + 1)
+            by_id.setdefault(h.paper.id, h)
+    return sorted(by_id.values(), key=lambda h: -score[h.paper.id])[:depth]
+
+
+def _background(question: str) -> str:
+    """The sentences of a question before the one that asks the comparison ("Two offline RL papers change how
+    often transitions are sampled. How does …"): the topic a described target belongs to."""
+    sentences = [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
+    return " ".join(sentences[:-1])
 
 
 def _with_named_paper(plan: Plan, retriever: Retriever, hits: list[Hit], depth: int, filters, mode) -> list[Hit]:

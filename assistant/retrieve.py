@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -231,53 +230,3 @@ class Retriever:
 
 
 MAX_NAME_PAPERS = 3  # a name found in more papers is a common term, not an identifier
-
-
-# -- explicit constraints in a question -----------------------------------------------------------
-_YEAR = r"(19\d\d|20\d\d)"
-_YEAR_PATTERNS: list[tuple[re.Pattern, str]] = [
-    (re.compile(rf"\bbetween {_YEAR} and {_YEAR}\b", re.I), "between"),
-    (re.compile(rf"\bfrom {_YEAR} (?:to|through|until|-|–) {_YEAR}\b", re.I), "between"),
-    (re.compile(rf"\b{_YEAR}\s*[-–]\s*{_YEAR}\b"), "between"),
-    (re.compile(rf"\b(?:since|after|starting (?:in|from)) {_YEAR}\b", re.I), "since"),
-    (re.compile(rf"\b(?:before|until|prior to) {_YEAR}\b", re.I), "before"),
-    (re.compile(rf"\b(?:in|from|of|during|published in|released in) {_YEAR}\b", re.I), "in"),
-    (re.compile(rf"\b{_YEAR} (?:papers?|work|articles?)\b", re.I), "in"),
-]
-_CATEGORY = re.compile(r"\b(?:cs|stat|eess)\.([A-Z]{2})\b|\bcategory\s+([A-Z]{2})\b")
-
-
-def filters_from_question(question: str, papers: list[Paper]) -> Filters:
-    """Turn explicit constraints ("papers from 2023", "by Yuang Liu", "in cs.CL") into filters."""
-    f = Filters()
-    for pattern, kind in _YEAR_PATTERNS:
-        m = pattern.search(question)
-        if not m:
-            continue
-        years = [int(g) for g in m.groups() if g]
-        if kind == "between":
-            f.year_from, f.year_to = min(years), max(years)
-        elif kind == "since":
-            f.year_from = years[0] + (1 if m.group(0).lower().startswith("after") else 0)
-        elif kind == "before":
-            f.year_to = years[0] - (0 if m.group(0).lower().startswith("until") else 1)
-        else:
-            f.year_from = f.year_to = years[0]
-        break
-    m = _CATEGORY.search(question)
-    if m:
-        f.category = m.group(1) or m.group(2)
-    # an author is named when a known author's full name appears after "by"/"from"/"of"/"author"
-    lowered = question.casefold()
-    names = sorted({a for p in papers for a in p.authors}, key=len, reverse=True)
-    for name in names:
-        n = name.casefold()
-        if len(n) > 4 and re.search(rf"\b(?:by|from|of|authors?|wrote|written by)\b[^.?!]*\b{re.escape(n)}\b", lowered):
-            f.author = name
-            break
-        if len(n) > 4 and re.search(
-            rf"\b{re.escape(n)}(?:'s)?\b[^.?!]*\b(?:papers?|work|publish|co-?authored|authored|wrote)", lowered
-        ):
-            f.author = name
-            break
-    return f

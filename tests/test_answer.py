@@ -157,9 +157,12 @@ def test_a_sentence_naming_a_method_is_cited_to_the_paper_that_names_it(assistan
 
 def test_which_papers_by_an_author_is_listed_from_the_records_without_the_model(assistant, fake):
     a = assistant.ask("Which papers has Yuang Liu co-authored?")
-    assert fake.calls == [] and not a.refused and a.filters.author == "Yuang Liu"
+    assert fake.calls == [] and not a.refused and a.filters.authors == ["Yuang Liu"]
     listed = [line for line in a.text.splitlines() if line.startswith("- ")]
-    assert len(listed) == len(a.citations) >= 2 and DOVIT in a.text and "— DoViT [" in a.text
+    assert len(listed) == len(a.citations) >= 2 and DOVIT in a.text and "— DoViT: “" in a.text
+    # each line quotes the paper's proposal sentence, the one its citation carries
+    assert all(f"“{c.evidence.split()[0]}" in line for c, line in zip(a.citations, listed, strict=True))
+    assert a.text.splitlines()[0].startswith(f"{len(listed)} papers in the corpus match author ~ Yuang Liu")
     assert all("Yuang Liu" in c.authors for c in a.citations) and all(c.evidence for c in a.citations)
     assert [c.n for c in a.citations] == list(range(1, len(listed) + 1)) and all(
         f"[{c.n}]" in a.text for c in a.citations
@@ -285,7 +288,7 @@ def test_comparison_with_a_method_missing_from_the_corpus_says_so(assistant, fak
 def test_explicit_and_given_filters_restrict_the_contexts(assistant, fake):
     fake.default = "Knowledge distillation is studied [1]."
     a = assistant.ask("Which knowledge distillation papers did Yuang Liu publish in 2021?")
-    assert a.filters.author == "Yuang Liu" and a.filters.year_from == a.filters.year_to == 2021
+    assert a.filters.authors == ["Yuang Liu"] and a.filters.year_from == a.filters.year_to == 2021
     assert a.contexts and all(c.year == 2021 and "Yuang Liu" in c.authors for c in a.contexts)
     assert "2021" in a.filters_applied and "Yuang Liu" in a.filters_applied
     a = assistant.ask("knowledge distillation", filters=Filters(year_from=2023, year_to=2023))

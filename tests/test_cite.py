@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from assistant.cite import SourceText, check_citations
 from assistant.corpus import Paper, paper_id
+from assistant.filters import filters_from_question
 from assistant.judge import check_reply
 from assistant.names import NameIndex, salient_terms
 from assistant.plan import comparison_targets
 from assistant.prompts import REFUSAL, render, template
-from assistant.retrieve import filters_from_question
 
 DOVIT = SourceText(
     1,
@@ -110,7 +110,7 @@ def test_salient_terms_find_method_names():
 def test_explicit_constraints_in_a_question_become_filters():
     papers = [Paper(id=paper_id("x"), title="x", abstract="y", authors=["Yuang Liu", "Qiang Zhou"])]
     f = filters_from_question("Which papers from 2023 by Yuang Liu use distillation?", papers)
-    assert (f.year_from, f.year_to, f.author) == (2023, 2023, "Yuang Liu")
+    assert (f.year_from, f.year_to, f.authors) == (2023, 2023, ["Yuang Liu"])
     f = filters_from_question("segmentation work between 2020 and 2022", papers)
     assert (f.year_from, f.year_to) == (2020, 2022)
     f = filters_from_question("distillation papers since 2021 in cs.CV", papers)

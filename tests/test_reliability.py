@@ -384,9 +384,9 @@ def test_impossible_and_empty_filters(retriever):
     with pytest.raises(QuestionError, match="year 3000 is out of range"):
         assistant.ask("segmentation", filters=Filters(year_from=3000))
     with pytest.raises(QuestionError, match="author filter is empty"):
-        assistant.ask("segmentation", filters=Filters(author="  "))
+        assistant.ask("segmentation", filters=Filters(authors=["  "]))
     # filters no paper matches: the refusal names the filters, and the model is not asked
-    for filters in (Filters(category="ZZ"), Filters(author="Nobody Atall"), Filters(year_from=1950, year_to=1960)):
+    for filters in (Filters(category="ZZ"), Filters(authors=["Nobody Atall"]), Filters(year_from=1950, year_to=1960)):
         a = assistant.ask("Which papers study semantic segmentation?", filters=filters)
         assert a.refused and a.citations == [] and a.filters_applied == filters.describe() != "none"
     assert fake.calls == []

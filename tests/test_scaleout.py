@@ -154,7 +154,7 @@ QUERIES = [
     ("How does DoViT reduce the cost of semantic segmentation?", None),
     ("Compare Gold-YOLO and DAMO-YOLO", None),
     ("knowledge distillation with multiple teachers", Filters(year_from=2021, year_to=2023)),
-    ("offline reinforcement learning", Filters(author="Yang Yue")),
+    ("offline reinforcement learning", Filters(authors=["Yang Yue"])),
     ("object detection", Filters(category="CV")),
     ("a recipe for sourdough bread", None),
 ]

@@ -81,7 +81,7 @@ def test_dense_query_with_filters_applied_in_store(seed_store, embedder):
     res = seed_store.vector_store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=10), where=where)
     assert res.nodes and all(n.metadata["year"] == 2022 and n.metadata["category"] == "LG" for n in res.nodes)
 
-    where = Filters(author="yuang liu").chroma_where(papers)
+    where = Filters(authors=["yuang liu"]).chroma_where(papers)
     res = seed_store.vector_store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=50), where=where)
     assert res.nodes and all("Yuang Liu" in n.metadata["authors"] for n in res.nodes)
 

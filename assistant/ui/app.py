@@ -79,7 +79,7 @@ def pipeline_history(session: dict, upto: int | None = None) -> list[dict]:
     for turn in session["turns"][:upto]:
         answer: Answer | None = turn.get("answer")
         if turn["kind"] == "answer" and answer is not None and not answer.error:
-            history += [{"role": "user", "content": turn["question"]}, {"role": "assistant", "content": answer.text}]
+            history += [{"role": "user", "content": turn["question"]}, answer.as_message()]
     return history
 
 
@@ -92,8 +92,18 @@ def answer_choices(session: dict) -> list[tuple[str, str]]:
     return out
 
 
-def parse_filters(year_from, year_to, category, author) -> Filters | None:
-    """Filters from the controls; ValueError with a readable message for bad values."""
+def parse_filters(
+    year_from,
+    year_to,
+    category,
+    author,
+    date_from=None,
+    date_to=None,
+    first_author=None,
+    affiliation=None,
+    has_code=False,
+) -> Filters | None:
+    """Filters from the controls (several authors separated by ';'); ValueError with a readable message."""
 
     def year(value) -> int | None:
         if value in (None, "", ANY):
@@ -103,10 +113,20 @@ def parse_filters(year_from, year_to, category, author) -> Filters | None:
         except ValueError:
             raise ValueError(f"year {value!r} is not a year") from None
 
-    cat = None if category in (None, "", ANY) else str(category).strip()
-    who = (author or "").strip() or None
-    f = Filters(year_from=year(year_from), year_to=year(year_to), category=cat, author=who)
-    f.validate()
+    def text(value) -> str | None:
+        return None if value in (None, "", ANY) else str(value).strip() or None
+
+    f = Filters.from_options(
+        year_from=year(year_from),
+        year_to=year(year_to),
+        date_from=text(date_from),
+        date_to=text(date_to),
+        category=text(category),
+        authors=[a for a in (text(author) or "").split(";") if a.strip()],
+        first_author=text(first_author),
+        affiliation=text(affiliation),
+        has_code=bool(has_code),
+    )
     return None if f.is_empty() else f
 
 
@@ -170,6 +190,8 @@ class AppUI:
             gr.update(choices=years),
             gr.update(choices=cats),
             gr.update(choices=facets["authors"]),
+            gr.update(choices=facets["authors"]),
+            gr.update(choices=facets["affiliations"]),
             gr.update(choices=cats),
             gr.update(choices=years),
         )
@@ -198,7 +220,20 @@ class AppUI:
         session["turns"].append(_pending_turn(q))
         return chat_messages(session), session, ""
 
-    def on_answer(self, session: dict, year_from, year_to, category, author, top_k):
+    def on_answer(
+        self,
+        session: dict,
+        year_from,
+        year_to,
+        category,
+        author,
+        top_k,
+        date_from=None,
+        date_to=None,
+        first_author=None,
+        affiliation=None,
+        has_code=False,
+    ):
         """Stream the answer to the pending question: chat, session, sources, answer selector, answer JSON."""
         skip = gr.skip()
         turns = session["turns"]
@@ -216,7 +251,9 @@ class AppUI:
             return self._with_sources(session)
 
         try:
-            filters = parse_filters(year_from, year_to, category, author)
+            filters = parse_filters(
+                year_from, year_to, category, author, date_from, date_to, first_author, affiliation, has_code
+            )
         except ValueError as exc:
             yield finish_notice(f"Check the filters: {exc}.")
             return
@@ -320,7 +357,21 @@ class AppUI:
             answer.model_dump(mode="json", exclude={"question"}),
         )
 
-    def on_ask_api(self, question: str, year_from, year_to, category, author, top_k, session: dict):
+    def on_ask_api(
+        self,
+        question: str,
+        year_from,
+        year_to,
+        category,
+        author,
+        top_k,
+        date_from,
+        date_to,
+        first_author,
+        affiliation,
+        has_code,
+        session: dict,
+    ):
         """One call for API clients: add the question and stream its answer (same outputs as the chat)."""
         q = _clean(question)
         if not q:
@@ -330,7 +381,8 @@ class AppUI:
         if len(q) > limit:
             raise gr.Error(f"The question is {len(q):,} characters long; the limit is {limit:,}. Shorten it.")
         session["turns"].append(_pending_turn(q))
-        yield from self.on_answer(session, year_from, year_to, category, author, top_k)
+        more = (date_from, date_to, first_author, affiliation, has_code)
+        yield from self.on_answer(session, year_from, year_to, category, author, top_k, *more)
 
     def on_new_chat(self, session: dict):
         fresh = new_session()
@@ -408,7 +460,7 @@ class AppUI:
     # -- uploads ---------------------------------------------------------------------------------------------
     def on_upload(self, files: list[str] | None, pasted: str, dry_run: bool, progress=gr.Progress()):
         skip = gr.skip()
-        no_updates = (skip,) * 11
+        no_updates = (skip,) * 13  # corpus table, count, 2 plots; 8 filter choices; status
         uploads: list[UploadedFile] = []
         limit = max_upload_bytes()
         for path in files or []:
@@ -592,7 +644,7 @@ def create_app(
                     author = gr.Dropdown(
                         [],
                         value=None,
-                        label="Author (substring)",
+                        label="Author (substring; several: A; B)",
                         allow_custom_value=True,
                         filterable=True,
                         scale=2,
@@ -600,6 +652,16 @@ def create_app(
                     top_k = gr.Slider(
                         1, 20, value=settings.retrieval.top_k, step=1, label="Papers for the model (top-k)", scale=2
                     )
+                with gr.Accordion("More filters", open=False, elem_id="more-filters"), gr.Row(equal_height=True):
+                    date_from = gr.Textbox(label="Date from (2024-03, March 2024)", scale=1)
+                    date_to = gr.Textbox(label="Date to", scale=1)
+                    first_author = gr.Dropdown(
+                        [], value=None, label="First author", allow_custom_value=True, filterable=True, scale=2
+                    )
+                    affiliation = gr.Dropdown(
+                        [], value=None, label="Affiliation", allow_custom_value=True, filterable=True, scale=1
+                    )
+                    has_code = gr.Checkbox(False, label="Has code", scale=1)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=6, min_width=440):
                         chatbot = gr.Chatbot(
@@ -753,7 +815,7 @@ def create_app(
                     eval_report = gr.Markdown("")
 
         # -- wiring ------------------------------------------------------------------------------------------
-        facet_outputs = [year_from, year_to, category, author, corpus_cat, corpus_year]
+        facet_outputs = [year_from, year_to, category, author, first_author, affiliation, corpus_cat, corpus_year]
         corpus_outputs = [corpus_table, corpus_count, cat_plot, year_plot]
         load_outputs = [status, timer, facets_loaded, *facet_outputs, *corpus_outputs]
         demo.load(ui.on_load, [facets_loaded], load_outputs, api_visibility="private", show_progress="hidden")
@@ -766,7 +828,18 @@ def create_app(
             concurrency_limit=None,
         )
 
-        filters_in = [year_from, year_to, category, author, top_k]
+        filters_in = [
+            year_from,
+            year_to,
+            category,
+            author,
+            top_k,
+            date_from,
+            date_to,
+            first_author,
+            affiliation,
+            has_code,
+        ]
         answer_out = [chatbot, session, sources, which, answer_json]
         answer_kw = dict(concurrency_limit=slots, concurrency_id="llm", show_progress_on=[chatbot])
         submit_events = []

@@ -413,7 +413,9 @@ class Backend:
         cats = Counter(p.category for p in papers if p.category)
         years = sorted({p.year for p in papers if p.year}, reverse=True)
         authors = Counter(a for p in papers for a in p.authors)
+        affiliations = Counter(a for p in papers for a in p.affiliations)
         return {
+            "affiliations": [a for a, _ in affiliations.most_common()],
             "years": years,
             "categories": sorted(cats.items(), key=lambda kv: (-kv[1], kv[0])),
             "authors": [a for a, _ in sorted(authors.items(), key=lambda kv: (-kv[1], kv[0].casefold()))],

@@ -117,6 +117,11 @@ def meta_html(answer: Answer) -> str:
         searched.append(f"filters: {esc(answer.filters_applied)}")
     if searched:
         lines.append(f'<div class="answer-meta query">↳ {" · ".join(searched)}</div>')
+    if answer.picked:
+        picked = [f"{esc(t)} → {esc(title) if title else 'not in the corpus'}" for t, title in answer.picked.items()]
+        lines.append(f'<div class="answer-meta compared">comparing: {"; ".join(picked)}</div>')
+    for note in answer.notes:
+        lines.append(f'<div class="answer-meta note">{esc(note)}</div>')
     if answer.plan_why:
         lines.append(f'<div class="answer-meta plan">plan: {esc("; ".join(answer.plan_why))}</div>')
     t = answer.timings or {}
