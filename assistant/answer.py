@@ -141,6 +141,7 @@ class Answer(BaseModel):
     )
     notes: list[str] = Field(default_factory=list, description="What the user should know about the filters.")
     plan_why: list[str] = Field(default_factory=list, description="What the planner read from the question.")
+    plan: Plan | None = Field(None, description="The whole plan the answer followed (the evals rank with it).")
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -242,7 +243,8 @@ class Assistant:
         question = self._validate(question)
         history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
         try:
-            return plan_question(question, history, self.retriever, filters, rewrite=self.rewrite)
+            propose = self.propose_plan if self.settings.llm.planner == "model" else None
+            return plan_question(question, history, self.retriever, filters, rewrite=self.rewrite, propose=propose)
         except PlanError as exc:
             raise QuestionError(str(exc)) from None
 
@@ -315,6 +317,7 @@ class Assistant:
             not_found=[m for m in plan.compared if prepared.gathered.per_target.get(m) is None],
             picked={m: h.paper.title if h else None for m, h in prepared.gathered.per_target.items()},
             plan_why=plan.why,
+            plan=plan,
             model=self.llm.describe(),
         )
         if not plan.filters.is_empty() and (note := plan.filters.lacking_note(list(self.retriever.papers.values()))):
@@ -393,6 +396,12 @@ class Assistant:
     @staticmethod
     def _sentences(paper: Paper) -> list[str]:
         return source_sentences(paper.abstract)
+
+    def propose_plan(self, question: str, history: list[dict]) -> str:
+        """The model's JSON plan for a question (``ASSISTANT_LLM__PLANNER=model``); the planner validates it."""
+        convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in history[-4:]) or "(none)"
+        prompt = render("plan.md", history=convo, question=question)
+        return self.llm.chat([{"role": "user", "content": prompt}], max_tokens=200, temperature=0.0)
 
     def rewrite(self, question: str, history: list[dict]) -> str:
         """A standalone query for a follow-up whose conversation names nothing to point at (the planner resolves

@@ -82,6 +82,12 @@ class LLMSettings(BaseModel):
         description="grammar: the embedded llama.cpp server decodes under a GBNF grammar in which every sentence "
         "ends with a valid source marker [n] (remote endpoints are never sent a grammar). See evals/README.md.",
     )
+    planner: Literal["rules", "model"] = Field(
+        "rules",
+        description="model: the model proposes each question's plan as JSON (kind, query, compared, filters), "
+        "validated against the plan's schema, the rules used on any failure. For capable remote models; the "
+        "embedded 0.5B keeps the rules (see evals/README.md for the measurements).",
+    )
     timeout_s: float = Field(
         120.0,
         gt=0,

@@ -251,6 +251,34 @@ class Plan(BaseModel):
     why: list[str] = Field(default_factory=list, description="Which words of the question decided what.")
 
 
+class ModelPlan(BaseModel):
+    """The part of a plan a model may propose (``ASSISTANT_LLM__PLANNER=model``); anything else is rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    query: str = Field(min_length=3)
+    compared: list[str] = Field(default_factory=list)
+    filters: Filters = Field(default_factory=Filters)
+
+
+def read_model_plan(reply: str, rules: Plan) -> ModelPlan:
+    """The model's JSON plan, validated against the schema and against the rules' own reading where the rules are
+    certain (a comparison needs two targets, a listing needs filters). ValueError says what was wrong."""
+    m = re.search(r"\{.*\}", reply, re.S)
+    if not m:
+        raise ValueError("no JSON object in the reply")
+    proposed = ModelPlan.model_validate_json(m.group(0))
+    proposed.filters.validate()
+    if proposed.kind == "comparison" and len(proposed.compared) < 2:
+        raise ValueError("a comparison with fewer than two targets")
+    if proposed.kind != "comparison" and proposed.compared:
+        raise ValueError(f"compared targets for a {proposed.kind}")
+    if proposed.kind == "listing" and proposed.filters.merged(rules.filters).is_empty():
+        raise ValueError("a listing without filters")
+    return proposed
+
+
 class PlanError(ValueError):
     """The question's constraints cannot be met as given (an empty year range); the message says why."""
 
@@ -261,9 +289,33 @@ def plan_question(
     retriever: Retriever,
     filters: Filters | None = None,
     rewrite: Callable[[str, list[dict]], str] | None = None,
+    propose: Callable[[str, list[dict]], str] | None = None,
 ) -> Plan:
     """The plan for a (validated) question. ``rewrite`` turns a follow-up into a standalone query; without it the
-    first pronoun is resolved to the method the conversation was about."""
+    first pronoun is resolved to the method the conversation was about. ``propose`` (a model's JSON plan) replaces
+    the rules' kind, query, targets and filters when it passes `read_model_plan`."""
+    plan = _rules_plan(question, history, retriever, filters, rewrite)
+    if propose is None:
+        return plan
+    try:
+        proposed = read_model_plan(propose(question, history), plan)
+    except Exception as exc:  # a bad reply, a schema violation, an LLM error: the rules' plan stands
+        plan.why.append(f"model plan rejected ({str(exc).splitlines()[0][:120]}); rules used")
+        return plan
+    plan.kind, plan.query, plan.compared = proposed.kind, proposed.query, proposed.compared
+    plan.filters = proposed.filters.merged(filters)
+    plan.every_match = plan.every_match and plan.kind == "factoid"
+    plan.why.append(f"plan from the model: {proposed.model_dump_json(exclude_defaults=True)}")
+    return plan
+
+
+def _rules_plan(
+    question: str,
+    history: list[dict],
+    retriever: Retriever,
+    filters: Filters | None,
+    rewrite: Callable[[str, list[dict]], str] | None,
+) -> Plan:
     why: list[str] = []
     query, followup, history_query = question, False, ""
     papers, index = retriever.papers, retriever.name_index

@@ -246,17 +246,18 @@ class LLMJudge:
 
 # -- retrieval as the answer pipeline does it ----------------------------------------------------
 def rank_papers(
-    retriever, query: str, mode: str, depth: int = RANK_DEPTH, history: list[dict] | None = None
+    retriever, query: str, mode: str, depth: int = RANK_DEPTH, history: list[dict] | None = None, plan=None
 ) -> tuple[list, str, str]:
     """(hits ranked by the answer pipeline's own planning and retrieval, the filters it read, the standalone query).
 
     The same `plan_question` and `gather` the assistant calls, only deeper (``depth`` papers, for nDCG@10); with
     ``history`` a follow-up is resolved as the pipeline does without a model. A question whose filters the
-    assistant rejects (an empty year range) ranks nothing, as it answers nothing."""
+    assistant rejects (an empty year range) ranks nothing, as it answers nothing. Given ``plan`` (the one an
+    answer followed, rules' or model's) that plan is ranked as it is."""
     from assistant.plan import PlanError, gather, plan_question
 
     try:
-        plan = plan_question(query, history or [], retriever)
+        plan = plan or plan_question(query, history or [], retriever)
     except PlanError:
         return [], "invalid", query
     gathered = gather(plan, retriever, retriever.settings.retrieval.top_k, depth=depth, mode=mode)
@@ -264,10 +265,10 @@ def rank_papers(
 
 
 def _score_retrieval(
-    q: Question, retriever, query: str, mode: str, history: list[dict] | None = None
+    q: Question, retriever, query: str, mode: str, history: list[dict] | None = None, plan=None
 ) -> tuple[dict, list[dict], str, float, str]:
     started = time.perf_counter()
-    hits, filters, query = rank_papers(retriever, query, mode, history=history)
+    hits, filters, query = rank_papers(retriever, query, mode, history=history, plan=plan)
     seconds = time.perf_counter() - started
     expected = {M.norm_title(t) for t in q.expected_titles}
     ranked = [
@@ -703,7 +704,8 @@ def _run_question(q: Question, retriever, assistant, mode, checker, judge, Quest
         error = f"{type(exc).__name__}: {exc}"
     latency = time.perf_counter() - started
     query = answer.standalone_query if answer is not None else q.question
-    retrieval, ranked, filters, _, _ = _score_retrieval(q, retriever, query, mode)
+    plan = answer.plan if answer is not None else None
+    retrieval, ranked, filters, _, _ = _score_retrieval(q, retriever, query, mode, q.history, plan)
     if answer is None:
         scores = {**retrieval, **_empty_answer_scores()}
         scores["citation.recall"] = 0.0 if q.expected_titles else None

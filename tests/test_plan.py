@@ -321,3 +321,29 @@ def test_contradictory_or_filter_only_questions_get_one_line(assistant, question
 
     with pytest.raises(QuestionError, match=re.escape(message)):
         assistant.plan(question, filters=filters)
+
+
+# -- the optional model planner ---------------------------------------------------------------------------------
+def test_a_model_plan_is_used_when_valid_and_the_rules_otherwise(retriever):
+    settings = retriever.settings.model_copy(deep=True)
+    settings.llm.planner = "model"
+    good = '{"kind": "comparison", "query": "Gold-YOLO vs DAMO-YOLO necks", "compared": ["Gold-YOLO", "DAMO-YOLO"]}'
+    replies = [
+        good,
+        "Sure! The plan is: compare them.",  # no JSON
+        '{"kind": "comparison", "query": "x y z", "compared": ["Gold-YOLO"]}',  # one target
+        '{"kind": "listing", "query": "papers please", "filters": {}}',  # a listing without filters
+        '{"kind": "factoid", "query": "What is it?", "confidence": 0.9}',  # a field the schema lacks
+    ]
+    fake = FakeLLM()
+    for reply in replies:
+        fake.enqueue(reply)
+    a = Assistant(settings, retriever, fake)
+    plan = a.plan("Tell me about the necks of Gold-YOLO and DAMO-YOLO.")
+    assert plan.kind == "comparison" and plan.query == "Gold-YOLO vs DAMO-YOLO necks"
+    assert plan.why[-1].startswith("plan from the model")
+    for _ in replies[1:]:
+        plan = a.plan("What does DoViT propose?")
+        assert plan.kind == "factoid" and plan.query == "What does DoViT propose?"
+        assert plan.why[-1].startswith("model plan rejected (") and plan.why[-1].endswith("); rules used")
+    assert len(fake.calls) == len(replies)
