@@ -9,6 +9,7 @@ when nothing matches, which values come closest. `filters_from_question()` reads
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import difflib
 import re
 from collections import Counter
@@ -394,8 +395,6 @@ def _within(value, low, high) -> bool:
 
 
 def _days(date: str) -> int:
-    import datetime as dt
-
     return dt.date.fromisoformat(date).toordinal()
 
 
@@ -541,14 +540,10 @@ def _read_dates(question: str, f: Filters) -> None:
 
 
 def _next_day(date: str) -> str:
-    import datetime as dt
-
     return (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
 
 
 def _previous_day(date: str) -> str:
-    import datetime as dt
-
     return (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
 
 

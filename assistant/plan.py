@@ -168,8 +168,11 @@ def referent_of(history: list[dict], discussed: list[str], papers: dict, index: 
     return method_name(paper) or (head if ":" in paper.title and len(head.split()) <= 3 else paper.title)
 
 
+# "who are its authors?" asks about the paper; "other papers by its authors" asks for an author filter
 _GROUP = re.compile(
-    r"\b(?:the )?same (?:group|authors|team|lab)\b|\b(?:these|those|its|their|the paper's) authors\b", re.I
+    r"\b(?:the )?same (?:group|authors|team|lab)\b"
+    r"|\b(?:by|from) (?P<ref>(?:these|those|its|their|the paper's|the) authors)\b",
+    re.I,
 )
 _FIRST = re.compile(r"\b(?:its|their|the paper's|the) (?:first|lead) author\b", re.I)
 
@@ -187,7 +190,8 @@ def author_reference(question: str, paper) -> tuple[str, list[str], str]:
         why = f"“{m.group(0)}” = papers with {name}, an author of “{paper.title}”"
     else:
         return question, [], ""
-    return question[: m.start()] + name + question[m.end() :], [name], why
+    start, end = m.span("ref") if m.groupdict().get("ref") else m.span()
+    return question[:start] + name + question[end:], [name], why
 
 
 def has_reference(question: str) -> bool:

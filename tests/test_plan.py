@@ -347,3 +347,21 @@ def test_a_model_plan_is_used_when_valid_and_the_rules_otherwise(retriever):
         assert plan.kind == "factoid" and plan.query == "What does DoViT propose?"
         assert plan.why[-1].startswith("model plan rejected (") and plan.why[-1].endswith("); rules used")
     assert len(fake.calls) == len(replies)
+
+
+def test_the_web_apps_filter_controls_build_the_same_filters():
+    from assistant.ui.app import ANY, parse_filters
+
+    f = parse_filters("2022", ANY, "computer vision", "Yang Yue; Bingyi Kang", "2023-06", "", None, "Tsinghua", True)
+    assert f == Filters(
+        year_from=2022,
+        date_from="2023-06-01",
+        category="CV",
+        authors=["Yang Yue", "Bingyi Kang"],
+        affiliation="tsinghua",
+        has_code=True,
+    )
+    assert parse_filters(ANY, ANY, ANY, "", "", "", None, None, False) is None
+    for bad in [("20x3", ANY, ANY, ""), (ANY, ANY, "astrology", ""), (ANY, ANY, ANY, "", "June")]:
+        with pytest.raises(ValueError):
+            parse_filters(*bad)
