@@ -153,6 +153,34 @@ def test_filters_and_top_k_reach_the_retriever(app):
     assert "filters: year 2023, category CV" in text_of(chat[-1])
 
 
+def test_more_filters_reach_the_planner_and_the_plan_is_shown(app):
+    c = client(app)
+    job = c.submit(
+        "Which papers are in the corpus?",
+        ANY,
+        ANY,
+        ANY,
+        None,
+        5,
+        "",
+        "",
+        None,
+        "Peking University",
+        False,
+        api_name="/ask",
+    )
+    chat, _, _, answer = job.result(timeout=600)
+    assert answer["kind"] == "listing" and answer["filters_applied"] == "affiliation Peking University"
+    assert len(answer["citations"]) == 2 and answer["text"].startswith("2 papers in the corpus match")
+    shown = text_of(chat[-1])
+    assert "filters: affiliation Peking University" in shown and "have no affiliation" in shown
+    job = c.submit(
+        "Which papers are in the corpus?", ANY, ANY, ANY, None, 5, "June", "", None, None, False, api_name="/ask"
+    )
+    chat, *_ = job.result(timeout=600)
+    assert "Check the filters" in text_of(chat[-1]) and "is not a date" in text_of(chat[-1])
+
+
 def test_corpus_search_lists_papers(app):
     c = client(app)
     table, count = c.predict("token-pass", ANY, ANY, False, api_name="/papers")
