@@ -678,7 +678,6 @@ class Assistant:
         matching = sum(answer.filters.matches(p) for p in self.retriever.papers.values())
         if matching > len(hits):
             lines.append(f"(showing the {len(hits)} most relevant of {matching}; narrow the filters to see others)")
-        lines += answer.notes
         answer.text = "\n".join(lines)
         answer.model = "records (no model call)"
         answer.path = "extractive"
