@@ -24,8 +24,8 @@ PRONOUN = re.compile(
     r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
 )
 _COMPARE = re.compile(
-    r"\b(compare|compared|comparison|contrast|differ|differs|different|difference|differences|distinguish\w*"
-    r"|vs\.?|versus)\b"
+    r"\b(compare|compared|comparison|contrast|differ|differs|difference|differences|distinguish\w*"
+    r"|different (?:from|than|to)|vs\.?|versus)\b"
     r"|\bor\b[^?:]{1,60}[:,]\s*which\b",
     re.I,
 )
@@ -82,11 +82,22 @@ def comparison_targets(question: str) -> list[str]:
     """The methods a comparative question names (two or more), or [] for other questions."""
     if not _COMPARE.search(question):
         return []
-    # judge only the last sentence that asks the comparison; earlier ones are background
+    # the last sentence that asks a comparison the patterns can read; earlier ones are background ("What
+    # distinguishes A from B? Both …, but each … a different task" asks in its first sentence)
     sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
-    target = next((s for s in reversed(sentences) if _COMPARE.search(s)), question)
-    head = target.split(":")[0]
-    target = head if _COMPARE.search(head) and not re.search(r"\bor\b", head) else target  # "Compare A and B: …"
+    for sentence in reversed(sentences):
+        if _COMPARE.search(sentence):
+            found = _targets_in(sentence)
+            if found is not None:
+                return found
+    return []
+
+
+def _targets_in(sentence: str) -> list[str] | None:
+    """The compared targets of one sentence; [] for a question about "it" that names a baseline; None when no
+    pattern reads the sentence."""
+    head = sentence.split(":")[0]
+    target = head if _COMPARE.search(head) and not re.search(r"\bor\b", head) else sentence  # "Compare A and B: …"
     for pattern in _METHOD_SPLIT:
         m = pattern.search(target)
         if not m:
@@ -99,7 +110,7 @@ def comparison_targets(question: str) -> list[str]:
         cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
         if len(cleaned) >= 2:
             return cleaned[:4]
-    return []
+    return None
 
 
 _REFERENCE = re.compile(

@@ -181,6 +181,10 @@ def test_every_usual_comparison_phrasing_names_both_targets(assistant, question)
 
 def test_three_targets_and_a_baseline_mention():
     assert comparison_targets("Compare HetuMoE, SE-MoE and DeepSpeed-MoE.") == ["HetuMoE", "SE-MoE", "DeepSpeed-MoE"]
+    # the sentence that asks the comparison is read, not a later one that merely says "different"
+    two = "What distinguishes LAUDNet from LASNet? Both skip computation, but each targets a different latency."
+    assert comparison_targets(two) == ["LAUDNet", "LASNet"]
+    assert comparison_targets("Which detector uses a different neck?") == []
     # a question about "it" that mentions a baseline is not a comparison
     assert comparison_targets("How does it compare with Medusa-1 in extra parameters?") == []
     assert comparison_targets("How does Kangaroo compare with Medusa-1 in extra parameters?") == [
