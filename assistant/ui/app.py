@@ -365,14 +365,16 @@ class AppUI:
         category,
         author,
         top_k,
-        date_from,
-        date_to,
-        first_author,
-        affiliation,
-        has_code,
-        session: dict,
+        date_from="",
+        date_to="",
+        first_author=None,
+        affiliation=None,
+        has_code=False,
+        session: dict | None = None,
     ):
-        """One call for API clients: add the question and stream its answer (same outputs as the chat)."""
+        """One call for API clients: add the question and stream its answer (same outputs as the chat). The extra
+        filters default to none, so clients written for the first six inputs keep working."""
+        session = session if session is not None else new_session()
         q = _clean(question)
         if not q:
             yield self._with_sources(session)
@@ -653,8 +655,8 @@ def create_app(
                         1, 20, value=settings.retrieval.top_k, step=1, label="Papers for the model (top-k)", scale=2
                     )
                 with gr.Accordion("More filters", open=False, elem_id="more-filters"), gr.Row(equal_height=True):
-                    date_from = gr.Textbox(label="Date from (2024-03, March 2024)", scale=1)
-                    date_to = gr.Textbox(label="Date to", scale=1)
+                    date_from = gr.Textbox("", label="Date from (2024-03, March 2024)", scale=1)
+                    date_to = gr.Textbox("", label="Date to", scale=1)
                     first_author = gr.Dropdown(
                         [], value=None, label="First author", allow_custom_value=True, filterable=True, scale=2
                     )
