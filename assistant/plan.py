@@ -97,19 +97,22 @@ def _targets_in(sentence: str) -> list[str] | None:
     """The compared targets of one sentence; [] for a question about "it" that names a baseline; None when no
     pattern reads the sentence."""
     head = sentence.split(":")[0]
-    target = head if _COMPARE.search(head) and not re.search(r"\bor\b", head) else sentence  # "Compare A and B: …"
-    for pattern in _METHOD_SPLIT:
-        m = pattern.search(target)
-        if not m:
-            continue
-        parts = [*_SPLIT_TARGETS.split(m.group("a")), *_SPLIT_TARGETS.split(m.group("b"))]
-        cleaned = [_trim_target(p) for p in parts]
-        if any(_PRONOUN_TARGET.match(c) for c in cleaned):
-            return []  # a baseline mentioned by a question about "it"
-        # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
-        cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
-        if len(cleaned) >= 2:
-            return cleaned[:4]
+    # "Compare A and B: …" names them before the colon; "Compare the two X: the one that …, and the one that …"
+    # describes them after it
+    first = head if _COMPARE.search(head) and not re.search(r"\bor\b", head) else sentence
+    for target in dict.fromkeys([first, sentence]):
+        for pattern in _METHOD_SPLIT:
+            m = pattern.search(target)
+            if not m:
+                continue
+            parts = [*_SPLIT_TARGETS.split(m.group("a")), *_SPLIT_TARGETS.split(m.group("b"))]
+            cleaned = [_trim_target(p) for p in parts]
+            if any(_PRONOUN_TARGET.match(c) for c in cleaned):
+                return []  # a baseline mentioned by a question about "it"
+            # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
+            cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
+            if len(cleaned) >= 2:
+                return cleaned[:4]
     return None
 
 

@@ -185,6 +185,12 @@ def test_three_targets_and_a_baseline_mention():
     two = "What distinguishes LAUDNet from LASNet? Both skip computation, but each targets a different latency."
     assert comparison_targets(two) == ["LAUDNet", "LASNet"]
     assert comparison_targets("Which detector uses a different neck?") == []
+    # described after a colon: "Compare the two X: the one that …, and the one that …"
+    described = (
+        "Compare the two offline RL resampling papers: the one that rebalances by episodic return, "
+        "and the one that prioritizes transitions by advantage."
+    )
+    assert comparison_targets(described) == ["rebalances by episodic return", "prioritizes transitions by advantage"]
     # a question about "it" that mentions a baseline is not a comparison
     assert comparison_targets("How does it compare with Medusa-1 in extra parameters?") == []
     assert comparison_targets("How does Kangaroo compare with Medusa-1 in extra parameters?") == [
