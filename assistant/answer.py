@@ -315,7 +315,7 @@ class Assistant:
             filters_applied=plan.filters.describe(),
             compared=plan.compared,
             not_found=[m for m in plan.compared if prepared.gathered.per_target.get(m) is None],
-            picked={m: h.paper.title if h else None for m, h in prepared.gathered.per_target.items()},
+            picked=prepared.gathered.picked(),
             plan_why=plan.why,
             plan=plan,
             model=self.llm.describe(),
@@ -399,8 +399,7 @@ class Assistant:
 
     def propose_plan(self, question: str, history: list[dict]) -> str:
         """The model's JSON plan for a question (``ASSISTANT_LLM__PLANNER=model``); the planner validates it."""
-        convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in history[-4:]) or "(none)"
-        prompt = render("plan.md", history=convo, question=question)
+        prompt = render("plan.md", history=_conversation(history[-4:]) or "(none)", question=question)
         return self.llm.chat([{"role": "user", "content": prompt}], max_tokens=200, temperature=0.0)
 
     def rewrite(self, question: str, history: list[dict]) -> str:
@@ -409,7 +408,7 @@ class Assistant:
         recent = history[-4:]
         index = self.retriever.name_index
         terms = conversation_names(recent, index)
-        convo = "\n".join(f"{m['role']}: {m['content'][:600]}" for m in recent)
+        convo = _conversation(recent)
         rewritten = ""
         try:
             reply = self.llm.chat(
@@ -690,6 +689,11 @@ class Assistant:
         answer.text = verdict.reason or REFUSAL
         answer.citations = []
         answer.possibly_related = [h.paper.title for h in hits[:3]]
+
+
+def _conversation(history: list[dict]) -> str:
+    """Chat turns as the rewrite and plan prompts show them ("role: text", each cut at 600 characters)."""
+    return "\n".join(f"{m['role']}: {m['content'][:600]}" for m in history)
 
 
 def source_text(src) -> SourceText:

@@ -485,7 +485,7 @@ def _explain(settings: Settings, question: str, filters, top_k: int | None, as_j
     finally:
         store.close()
     plan, verdict = prepared.plan, prepared.verdict
-    picked = {m: h.paper.title if h else None for m, h in prepared.gathered.per_target.items()}
+    picked = prepared.gathered.picked()
     papers = [h.paper.title for h in prepared.hits]
     decision = "answer" if verdict.answerable else f"refuse ({verdict.check}): {verdict.reason or 'off topic'}"
     if as_json:

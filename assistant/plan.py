@@ -444,6 +444,10 @@ class Gathered(BaseModel):
     hits: list[Hit]
     per_target: dict[str, Hit | None] = Field(default_factory=dict)
 
+    def picked(self) -> dict[str, str | None]:
+        """Each compared target and the title of the paper picked for it (None: the corpus lacks it)."""
+        return {m: h.paper.title if h else None for m, h in self.per_target.items()}
+
 
 def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = None, mode: str | None = None) -> Gathered:
     """Retrieve for a plan: the top papers, every compared target's own paper first (a named target must be named
