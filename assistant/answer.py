@@ -181,6 +181,7 @@ class Prepared:
     messages: list[dict] | None = None
     grammar: str | None = None  # the decoding constraint sent with the messages, if any
     table: str = ""
+    rows: dict[int, tuple[list[str], Cells]] | None = None  # comparisons: source n -> sentences, table cells
 
 
 class Assistant:
@@ -265,10 +266,11 @@ class Assistant:
         prepared.hits = hits
         evidence = self.selector.select(plan.query, [h.paper for h in hits], plan.names)
         if plan.kind == "comparison":
-            evidence = self._with_table_sentences(evidence, hits, plan)
-            prepared.table = comparison_table(plan, gathered.per_target, hits, evidence)
+            prepared.rows = self._table_rows(plan, gathered, hits)
+            evidence = _with_row_sentences(evidence, hits, prepared.rows)
+            prepared.table = comparison_table(plan, gathered.per_target, hits, prepared.rows)
         prepared.evidence = evidence
-        prepared.messages = self._messages(plan, evidence)
+        prepared.messages = self._messages(plan, evidence, gathered)
         prepared.grammar = self._grammar(len(evidence.sources))
         return prepared
 
@@ -437,22 +439,20 @@ class Assistant:
             seen.setdefault(h.paper.id, h)
         return list(seen.values())
 
-    def _with_table_sentences(self, evidence: Evidence, hits: list[Hit], plan: Plan) -> Evidence:
-        """A comparison's evidence keeps each compared paper's problem, approach and result sentences (the table's
-        cells), so every cell the user sees is evidence the model saw and the answer can cite."""
-        compared_ids = {h.paper.id for h in hits[: len(plan.compared)]}
-        for src, hit in zip(evidence.sources, hits, strict=True):
-            if hit.paper.id not in compared_ids:
-                continue
-            sents = self._sentences(hit.paper)
-            have = {s.index for s in src.sentences}
-            for i in table_sentences(sents):
-                if i not in have:
-                    src.sentences.append(Sentence(n=src.n, paper_id=src.paper_id, index=i, text=sents[i], score=0.0))
-            src.sentences.sort(key=lambda s: s.index)
-        return evidence
+    def _table_rows(self, plan: Plan, gathered: Gathered, hits: list[Hit]) -> dict[int, tuple[list[str], Cells]]:
+        """Each compared paper's usable sentences, scored against the question, and the table cells chosen."""
+        number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
+        found = list(dict.fromkeys(h.paper.id for h in gathered.per_target.values() if h is not None))
+        papers = [self.retriever.papers[pid] for pid in found]
+        scored = self.selector.score(plan.query, papers, plan.names)
+        rows = {}
+        for pid, sents in zip(found, scored, strict=True):
+            texts = [x.text for x in sents]
+            paper = self.retriever.papers[pid]
+            rows[number[pid]] = (texts, row_cells(texts, [x.score for x in sents], method_name(paper)))
+        return rows
 
-    def _messages(self, plan: Plan, evidence: Evidence) -> list[dict]:
+    def _messages(self, plan: Plan, evidence: Evidence, gathered: Gathered) -> list[dict]:
         """The prompt: the numbered sources, then the evidence sentences, most relevant first, each already
         carrying its source's marker — a model that copies evidence copies its citation with it."""
         sources = "\n".join(
@@ -469,7 +469,8 @@ class Assistant:
         lines = "\n".join(f"- {plain_math(s.text)} [{s.n}]" for s in evidence.ranked())
         system = render("system.md", max_sentences=self.settings.llm.max_sentences)
         if plan.kind == "comparison":
-            found = [(m, n) for n, m in enumerate(plan.compared, start=1) if n <= len(evidence.sources)]
+            number = {s.paper_id: s.n for s in evidence.sources}
+            found = [(row_label(m, h.paper), number[h.paper.id]) for m, h in gathered.per_target.items() if h]
             methods = " and ".join(f"{m} [{n}]" for m, n in found) or " and ".join(plan.compared)
             user = render("compare.md", sources=sources, evidence=lines, question=plan.query, methods=methods)
         else:
@@ -588,6 +589,7 @@ class Assistant:
         sets their approach sentences side by side, each cited (the prose must state a difference per pair)."""
         evidence = prepared.evidence
         assert evidence is not None
+        rows = prepared.rows or {}
         number = {h.paper.id: n for n, h in enumerate(prepared.hits, start=1)}
         targets = [(m, h) for m in prepared.plan.compared if (h := prepared.gathered.per_target.get(m)) is not None]
         cited_together = [set(n for _, ns in cited_clauses(u) for n in ns) for u in units(text)]
@@ -599,10 +601,11 @@ class Assistant:
             quoted = []
             for m, h, n in ((ma, ha, a), (mb, hb, b)):
                 src = evidence.source(n)
-                if src is None or not src.sentences:
+                if src is None or n not in rows:
                     break
-                _, approach, _ = _cells([x.text for x in src.sentences], [x.score for x in src.sentences])
-                sentence = next(x for x in src.sentences if x.text == approach)
+                cells = rows[n][1]
+                index = cells.relevant if cells.relevant is not None else cells.proposes
+                sentence = next(x for x in src.sentences if x.index == index)
                 quoted.append(f"{row_label(m, h.paper)}: “{sentence.text.strip()}” [{n}]")
                 used.append(sentence)
             if len(quoted) == 2:
@@ -691,6 +694,21 @@ class Assistant:
         answer.possibly_related = [h.paper.title for h in hits[:3]]
 
 
+def _with_row_sentences(evidence: Evidence, hits: list[Hit], rows: dict[int, tuple[list[str], Cells]]) -> Evidence:
+    """A comparison's evidence keeps every sentence its table shows, so every cell the user sees is evidence the
+    model saw and the answer can cite."""
+    for src in evidence.sources:
+        if src.n not in rows:
+            continue
+        sents, cells = rows[src.n]
+        have = {s.index for s in src.sentences}
+        for i in cells.indexes():
+            if i not in have:
+                src.sentences.append(Sentence(n=src.n, paper_id=src.paper_id, index=i, text=sents[i], score=0.0))
+        src.sentences.sort(key=lambda s: s.index)
+    return evidence
+
+
 def _conversation(history: list[dict]) -> str:
     """Chat turns as the rewrite and plan prompts show them ("role: text", each cut at 600 characters)."""
     return "\n".join(f"{m['role']}: {m['content'][:600]}" for m in history)
@@ -742,7 +760,7 @@ _PROBLEM = re.compile(
 )
 _APPROACH = re.compile(
     r"\b(we (?:propose|introduce|present|develop|design|build|unveil|devise)|(?:this|our) (?:paper|work|study)"
-    r" (?:propose|introduce|present)|called|dubbed|named)",
+    r" (?:propose|introduce|present)|called|dub|dubbed|named)",
     re.I,
 )
 _RESULT = re.compile(r"\b(achiev|outperform|attain|improv|reduc|surpass|gain|boost|exceed|speed)", re.I)
@@ -753,28 +771,41 @@ def _result_signal(sentence: str) -> float:
     return len(re.findall(r"\d+(?:\.\d+)?", sentence)) + 2 * sentence.count("%") + 3 * bool(_RESULT.search(sentence))
 
 
-def _cells(sents: list[str], scores: list[float] | None = None) -> tuple[str, str, str]:
-    """(problem, approach, result) sentences of an abstract. With the sentences' relevance to the question, the
-    approach and result cells are the most relevant sentences that read as an approach and as a result."""
-    scores = scores or [0.0] * len(sents)
-    problem = next((x for x in sents if _PROBLEM.search(x)), sents[0])
-    rest = [(x, sc) for x, sc in zip(sents, scores, strict=True) if x != problem] or [(sents[0], 0.0)]
-    approach_like = [(x, sc) for x, sc in rest if _APPROACH.search(x)]
-    default = sents[min(1, len(sents) - 1)]
-    if any(sc > 0 for _, sc in rest):
-        # the question asks about something (the neck, the sampling weights): the most relevant sentence on it
-        approach = max(approach_like + [(x, sc) for x, sc in rest if sc > 0], key=lambda p: p[1])[0]
-    else:
-        approach = approach_like[0][0] if approach_like else default
-    result = max(reversed(list(zip(sents, scores, strict=True))), key=lambda p: _result_signal(p[0]) + min(p[1], 1.0))[
-        0
-    ]
-    return problem, approach, result
+class Cells(BaseModel):
+    """One compared paper's row: sentence indexes (into its usable sentences) of each cell, None for none."""
+
+    problem: int
+    proposes: int
+    relevant: int | None = None
+    result: int | None = None
+
+    def indexes(self) -> list[int]:
+        return sorted({i for i in (self.problem, self.proposes, self.relevant, self.result) if i is not None})
 
 
-def table_sentences(sents: list[str]) -> list[int]:
-    """Indexes of the problem, approach and result sentences (the comparison table's cells)."""
-    return sorted({sents.index(x) for x in _cells(sents)})
+def row_cells(sents: list[str], scores: list[float], name: str | None = None) -> Cells:
+    """The row of one compared paper: what it proposes (its "we propose …" sentence, the one that names its
+    method first), the sentence most relevant to the question that is neither that nor a result (the aspect asked
+    about: the sampling weights, the neck), the reported result that best fits the question, and the problem it
+    starts from."""
+    problem = next((i for i, x in enumerate(sents) if _PROBLEM.search(x)), 0)
+    proposals = [i for i, x in enumerate(sents) if _APPROACH.search(x)]
+    named = (lambda i: 1.0 if mentions(sents[i], name) else 0.0) if name else (lambda i: 0.0)
+    proposes = max(proposals, key=lambda i: named(i) + scores[i]) if proposals else min(1, len(sents) - 1)
+    rest = [i for i in range(len(sents)) if i != proposes and scores[i] > 0 and not _CODE.search(sents[i])]
+    # the aspect asked about is a description; a sentence of numbers goes to the results cell
+    described = [i for i in rest if _result_signal(sents[i]) < 3] or rest
+    relevant = max(described, key=lambda i: scores[i], default=None)
+    results = [i for i in range(len(sents)) if i not in (proposes, relevant) and _result_signal(sents[i]) > 0]
+    # a result on what the question asks (its dataset, its metric) before the one with the most numbers
+    result = max(reversed(results), key=lambda i: scores[i] + min(_result_signal(sents[i]), 6) / 6) if results else None
+    return Cells(problem=problem, proposes=proposes, relevant=relevant, result=result)
+
+
+_CODE = re.compile(
+    r"\b(?:code|models?|implementation) (?:is|are|will be) (?:publicly )?(?:available|released)\b|https?://", re.I
+)
+_ASKS_PROBLEM = re.compile(r"\b(?:problems?|address\w*|motivat\w*|challenges?|limitations?|tackles?|solves?)\b", re.I)
 
 
 def _cell(text: str, words: int = 28) -> str:
@@ -795,24 +826,25 @@ def row_label(target: str, paper: Paper | None) -> str:
     return _cell(target, 8)
 
 
-def comparison_table(plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], evidence: Evidence) -> str:
-    """A markdown table, one cited row per compared target, cells taken from its paper's evidence."""
+def comparison_table(
+    plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], rows: dict[int, tuple[list[str], Cells]]
+) -> str:
+    """A markdown table, one cited row per compared target, each cell a sentence of its paper's abstract (``rows``:
+    source number -> the paper's usable sentences and its cells). The problem column only when the question asks
+    about problems."""
     number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
-    rows = ["| Method | Problem | Approach | Reported results |", "|---|---|---|---|"]
+    problem = bool(_ASKS_PROBLEM.search(plan.query))
+    head = ["Method", *(["Problem"] if problem else []), "Proposes", "On the question", "Reported results"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for target in plan.compared:
         hit = per_target.get(target)
         if hit is None:
-            rows.append(f"| {_cell(target, 8)} | not found in the corpus | – | – |")
+            out.append(f"| {_cell(target, 8)} | not found in the corpus |" + " – |" * (len(head) - 2))
             continue
         n = number[hit.paper.id]
-        src = evidence.source(n)
-        sents = (
-            [s.text for s in src.sentences]
-            if src is not None and src.sentences
-            else source_sentences(hit.paper.abstract)
-        )
-        scores = [s.score for s in src.sentences] if src is not None and src.sentences else None
-        problem, approach, result = _cells(sents, scores)
-        label = row_label(target, hit.paper)
-        rows.append(f"| {label} [{n}] | {_cell(problem)} | {_cell(approach)} | {_cell(result)} [{n}] |")
-    return "\n".join(rows)
+        sents, cells = rows[n]
+        picked = [cells.problem] if problem else []
+        picked += [cells.proposes, cells.relevant, cells.result]
+        texts = [_cell(sents[i]) if i is not None else "–" for i in picked]
+        out.append(f"| {row_label(target, hit.paper)} [{n}] | " + " | ".join(texts) + f" [{n}] |")
+    return "\n".join(out)

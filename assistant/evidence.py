@@ -209,7 +209,8 @@ class EvidenceSelector:
         flat = [s for sents in per_paper for s in sents]
         if not flat:
             return per_paper
-        q = content_words(query)
+        # "return-based rebalancing" also asks about "return": a sentence says "according to its episodic return"
+        q = content_words(query) | content_words(query.replace("-", " "))
         rankings: list[list[float]] = []
         if self.scorer in ("lexical", "lexical+bm25", "fused"):
             rankings.append([len(q & content_words(s.text)) / (len(q) or 1) for s in flat])

@@ -40,8 +40,9 @@ _METHOD_SPLIT = [
         r"\bone (?:of them )?(?P<a>[^,;:?]{6,}?)\s*[,;]\s*(?:and |while |whereas )?the other (?P<b>[^,;:?]{6,})", re.I
     ),
     re.compile(
-        r"\b(?:the|a) (?:paper|method|approach|one|work) (?:that|which) (?P<a>[^,;:?]{6,}?),? and (?:the|a)"
-        r" (?:paper|method|approach|one|work) (?:that|which) (?P<b>[^,;:?]{6,})",
+        r"\b(?:the|a) (?:paper|method|approach|one|work) (?:that|which) (?P<a>[^,;:?]{6,}?),?"
+        r" (?:and|vs\.?|versus|or|while|whereas) (?:the|a) (?:paper|method|approach|one|work) (?:that|which)"
+        r" (?P<b>[^,;:?]{6,})",
         re.I,
     ),
     # "how do A and B differ", "in what ways do A and B differ"
@@ -56,6 +57,7 @@ _METHOD_SPLIT = [
         r"^(?P<a>[^,.?:;]+?) and (?P<b>[^,.?:;]+?):\s*(?:how|what|in what)\b.*\b(?:differ|difference|compare)", re.I
     ),
 ]
+_DESCRIBED = _METHOD_SPLIT[1:3]  # "one …, the other …" and "the one that … and the one that …"
 _CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
 # A compared "target" that is a pronoun is the question's own subject: "…, and how does it compare with
 # Medusa-1 in extra parameters?" asks one paper about a baseline it names, which is a factoid.
@@ -63,7 +65,27 @@ _PRONOUN_TARGET = re.compile(
     r"^(?:it|its|they|them|this|that|these|those|(?:this|that|the|our) (?:method|model|approach|paper|work|one))$",
     re.I,
 )
+# "One versus the other: …", "each one": the papers are counted or described elsewhere, not named here
+_COUNTED_TARGET = re.compile(r"^(?:(?:the )?(?:one|other|first|second|former|latter)|each(?: one)?|both)$", re.I)
+# "one …, the other …" / "the one that … vs the one that …": a sentence describing two papers to compare
+_DESCRIBES_TWO = re.compile(
+    r"\bone\b[^.?]{6,}[,;]\s*(?:and |while |whereas )?the other\b"
+    r"|\bthe one (?:that|which)\b.+\bthe one (?:that|which)\b",
+    re.I,
+)
 _SPLIT_TARGETS = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
+def _split_targets(group: str) -> list[str]:
+    """A matched group split into targets at commas and "and" — except inside a description: "fusion of
+    fully-connected and convolutional networks" is one target (a short nameless tail joins a long description)."""
+    out: list[str] = []
+    for part in _SPLIT_TARGETS.split(group):
+        if out and len(out[-1].split()) > 4 and len(part.split()) <= 3 and not salient_terms(part):
+            out[-1] = f"{out[-1]} and {part}"
+        else:
+            out.append(part)
+    return out
 
 
 _NAME_THEN_ASPECT = re.compile(r"^(\S*[A-Z0-9]\S*)\s+(?:in|on|for|regarding|in terms of|with respect to)\s+.+$")
@@ -74,6 +96,8 @@ def _trim_target(part: str) -> str:
     about ("Medusa-1 in extra parameters" -> "Medusa-1")."""
     t = re.sub(r"^(?:the|a|an)\s+", "", part.strip(" ,.?"), flags=re.I)
     t = re.sub(r"\s+(?:differ|compare|contrast)\w*$", "", t, flags=re.I)
+    # "… approach in how the sampling weights are computed": the aspect asked about, not part of the target
+    t = re.sub(r"\s+(?:in|on|regarding) (?:how|what|which|terms of|the way)\b.*$", "", t, flags=re.I)
     m = _NAME_THEN_ASPECT.match(t)
     return m.group(1) if m else t
 
@@ -86,7 +110,7 @@ def comparison_targets(question: str) -> list[str]:
     # distinguishes A from B? Both …, but each … a different task" asks in its first sentence)
     sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.strip()) if s]
     for sentence in reversed(sentences):
-        if _COMPARE.search(sentence):
+        if _COMPARE.search(sentence) or _DESCRIBES_TWO.search(sentence):
             found = _targets_in(sentence)
             if found is not None:
                 return found
@@ -105,10 +129,13 @@ def _targets_in(sentence: str) -> list[str] | None:
             m = pattern.search(target)
             if not m:
                 continue
-            parts = [*_SPLIT_TARGETS.split(m.group("a")), *_SPLIT_TARGETS.split(m.group("b"))]
+            if pattern in _DESCRIBED:  # each group is one paper's description, "and" included
+                parts = [m.group("a"), m.group("b")]
+            else:
+                parts = [*_split_targets(m.group("a")), *_split_targets(m.group("b"))]
             cleaned = [_trim_target(p) for p in parts]
-            if any(_PRONOUN_TARGET.match(c) for c in cleaned):
-                return []  # a baseline mentioned by a question about "it"
+            if any(_PRONOUN_TARGET.match(c) or _COUNTED_TARGET.match(c) for c in cleaned):
+                return []  # a baseline mentioned by a question about "it", or papers counted, not named
             # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
             cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
             if len(cleaned) >= 2:
@@ -265,6 +292,9 @@ class Plan(BaseModel):
     every_match: bool = Field(False, description="Answer from every paper the filters admit, not the top few.")
     filters: Filters = Field(default_factory=Filters)
     compared: list[str] = Field(default_factory=list, description="The compared targets (names or descriptions).")
+    described: str = Field(
+        "", description="Papers counted, not named (“two papers here that …”): the description all targets share."
+    )
     names: list[str] = Field(default_factory=list, description="Names the question asks about (DoViT, COCO, …).")
     why: list[str] = Field(default_factory=list, description="Which words of the question decided what.")
 
@@ -320,6 +350,8 @@ def plan_question(
     except Exception as exc:  # a bad reply, a schema violation, an LLM error: the rules' plan stands
         plan.why.append(f"model plan rejected ({str(exc).splitlines()[0][:120]}); rules used")
         return plan
+    if proposed.compared != plan.compared:
+        plan.described = ""  # the model named its own targets
     plan.kind, plan.query, plan.compared = proposed.kind, proposed.query, proposed.compared
     plan.filters = proposed.filters.merged(filters)
     plan.every_match = plan.every_match and plan.kind == "factoid"
@@ -381,6 +413,12 @@ def _rules_plan(
         compared = _implicit_targets(names, index)
         if compared:
             why.append("names the methods of different papers: " + ", ".join(compared))
+    described = ""
+    if not compared and not listing:
+        count, described = counted_papers(query)
+        if count:
+            compared = [f"described paper {i}" for i in range(1, count + 1)]
+            why.append(f"compares {count} papers described as “{described}”")
     every = False
     if compared:
         kind = "comparison"
@@ -403,9 +441,33 @@ def _rules_plan(
         every_match=every,
         filters=applied,
         compared=compared,
+        described=described,
         names=names,
         why=why,
     )
+
+
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
+_COUNTED = re.compile(
+    r"\b(?P<n>two|three|four|[234])\s+(?:[\w-]+\s+){0,4}?(?:papers|works|methods|approaches|studies|articles)\b",
+    re.I,
+)
+_EACH = re.compile(
+    r"\b(?:each(?: one| of them)?|both|one (?:versus|vs\.?|against) the other|they differ|do they (?:differ|compare)"
+    r"|compare them|contrast them)\b",
+    re.I,
+)
+
+
+def counted_papers(question: str) -> tuple[int, str]:
+    """ "Two papers here speed up X. How does each …?": (2, the sentence that describes them) — a comparison of
+    papers the question counts and describes but does not name; (0, "") otherwise."""
+    m = _COUNTED.search(question)
+    if not m or not _EACH.search(question):
+        return 0, ""
+    sentences = [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
+    described = next((x for x in sentences if _COUNTED.search(x)), question)
+    return _NUMBERS[m.group("n").lower()], described.rstrip(" :")
 
 
 def _only_filters(question: str, stated: set[str]) -> bool:
@@ -467,7 +529,11 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
     per_target: dict[str, Hit | None] = {}
     chosen: dict[str, Hit] = {}
     background = _background(plan.query)
-    for target in plan.compared:
+    if plan.described:  # the N papers the question (its description and what it asks) fits best, one per target
+        found = retriever.search(plan.query, top_k=len(plan.compared), filters=filters, mode=mode)
+        per_target = {t: (found[i] if i < len(found) else None) for i, t in enumerate(plan.compared)}
+        chosen = {h.paper.id: h for h in found}
+    for target in plan.compared if not plan.described else ():
         names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
         # a described target ("the one that rebalances by return") is searched with the question's background
         query = target if names or not background else f"{target}. {background}"

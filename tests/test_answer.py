@@ -269,12 +269,45 @@ def test_comparison_retrieves_each_method_and_answers_with_a_cited_table(assista
     assert "Gold-YOLO and DoViT" in fake.calls[0].messages[1]["content"]
     table, prose = a.text.split("\n\n", 1)
     rows = table.splitlines()
-    assert rows[0] == "| Method | Problem | Approach | Reported results |"
+    assert rows[0] == "| Method | Proposes | On the question | Reported results |"
     assert rows[2].startswith("| Gold-YOLO [1] |") and "39.9% AP" in rows[2]
     assert rows[3].startswith("| DoViT [2] |") and "FLOPs" in rows[3]
     # a contrast citing each paper for its own clause is supported clause by clause
     assert prose.startswith("Gold-YOLO boosts the multi-scale feature fusion capabilities [1], while DoViT")
     assert [c.title for c in a.citations] == [GOLD, DOVIT]
+
+
+def test_a_comparison_row_shows_the_proposal_the_asked_aspect_and_a_result(assistant, fake):
+    """The cells are decided by the pipeline: the sentence naming what the paper proposes, the sentence most
+    relevant to the question (here: how the sampling weights are computed), a reported result; a problem
+    column only when the question asks about problems."""
+    q = (
+        "Two offline RL papers change how often transitions are sampled instead of adding stronger policy "
+        "constraints. How does the return-based rebalancing approach differ from the prioritized-replay approach "
+        "in how the sampling weights are computed?"
+    )
+    a = assistant.ask(q)
+    assert a.compared == ["return-based rebalancing approach", "prioritized-replay approach"]
+    rows = a.text.split("\n\n", 1)[0].splitlines()
+    assert rows[0] == "| Method | Proposes | On the question | Reported results |"
+    red = rows[2].split(" | ")
+    assert red[0] == "| ReD [1]" and "We dub our method ReD" in red[1] and "episodic return" in red[2]
+    assert rows[3].startswith("| OPER [2] |") and "we propose Offline Prioritized Experience Replay" in rows[3]
+    a = assistant.ask("What problem does each address: Gold-YOLO vs DAMO-YOLO?")
+    assert a.text.splitlines()[0] == "| Method | Problem | Proposes | On the question | Reported results |"
+
+
+def test_papers_counted_and_described_but_not_named_are_each_a_compared_target(assistant, fake):
+    q = (
+        "Two papers here speed up the search for hardware-specialised sub-networks inside an already trained "
+        "super-network. One versus the other: what does each combine its evolutionary search with?"
+    )
+    a = assistant.ask(q)
+    assert a.kind == "comparison" and list(a.picked) == ["described paper 1", "described paper 2"]
+    titles = list(a.picked.values())
+    assert len(set(titles)) == 2 and all("Hardware-Aware" in t for t in titles)
+    # the model is told the papers' own names, never the placeholders
+    assert "described paper" not in fake.calls[-1].messages[1]["content"].split("Question:")[1]
 
 
 def test_comparison_with_a_method_missing_from_the_corpus_says_so(assistant, fake):

@@ -191,6 +191,26 @@ def test_three_targets_and_a_baseline_mention():
         "and the one that prioritizes transitions by advantage."
     )
     assert comparison_targets(described) == ["rebalances by episodic return", "prioritizes transitions by advantage"]
+    # "… the one that … vs the one that …", and "one <verb> …, the other <verb> …" before the question
+    vs = "Compare the two papers: the one that binarizes weights and activations vs the one that redesigns MLPs."
+    assert comparison_targets(vs) == ["binarizes weights and activations", "redesigns MLPs"]
+    before = (
+        "Two low-bit papers: one binarizes weights and activations, the other quantizes adder networks. "
+        "How do they differ?"
+    )
+    assert comparison_targets(before) == ["binarizes weights and activations", "quantizes adder networks"]
+    # the aspect asked about is not part of a target; "and" inside a description does not split it
+    aspect = "How does the return-based approach differ from the prioritized-replay approach in how weights are set?"
+    assert comparison_targets(aspect) == ["return-based approach", "prioritized-replay approach"]
+    inside = (
+        "How does fusion of Transformers differ from the layer-wise fusion of fully-connected and convolutional nets?"
+    )
+    assert comparison_targets(inside) == [
+        "fusion of Transformers",
+        "layer-wise fusion of fully-connected and convolutional nets",
+    ]
+    # counted, not named: no targets here ("one versus the other"), the planner finds them by description
+    assert comparison_targets("Two papers here prune tokens. One versus the other: what does each drop?") == []
     # a question about "it" that mentions a baseline is not a comparison
     assert comparison_targets("How does it compare with Medusa-1 in extra parameters?") == []
     assert comparison_targets("How does Kangaroo compare with Medusa-1 in extra parameters?") == [
@@ -283,6 +303,14 @@ PLANS = [
     ("What distinguishes LAUDNet from LASNet?", "comparison", ["LAUDNet", "LASNet"], {}),
     ("HetuMoE or SE-MoE: which reports the larger speedup?", "comparison", ["HetuMoE", "SE-MoE"], {}),
     ("Compare HetuMoE, SE-MoE and DeepSpeed-MoE.", "comparison", ["HetuMoE", "SE-MoE", "DeepSpeed-MoE"], {}),
+    (
+        "Three papers here tackle skeleton-based action recognition with graph convolutions. How does each build "
+        "the skeleton graph?",
+        "comparison",
+        ["described paper 1", "described paper 2", "described paper 3"],
+        {},
+    ),
+    ("Which two papers report results on COCO?", "factoid", [], {}),  # counted, but nothing compared
     ("Which papers has Yang Yue co-authored?", "listing", [], {"authors": ["Yang Yue"]}),
     ("Which papers are dated 2025?", "listing", [], {"year_from": 2025, "year_to": 2025}),
     (
