@@ -158,6 +158,13 @@ def method_name(paper: Paper) -> str | None:
     return None
 
 
+def paper_name(paper: Paper) -> str:
+    """What to call a paper in a question: its method's name, else a short title head ("Kangaroo"), else its
+    title."""
+    head = paper.title.split(":", 1)[0].strip()  # "Kangaroo: Lossless Self-Speculative Decoding …"
+    return method_name(paper) or (head if ":" in paper.title and len(head.split()) <= 3 else paper.title)
+
+
 def proposal_sentence(paper: Paper) -> str:
     """The abstract sentence that says what the paper proposes ("we propose / introduce …"), else its first."""
     sentences = split_sentences(paper.abstract) or [paper.abstract]

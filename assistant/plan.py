@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .filters import Filters, filter_words, filters_from_question
-from .names import NameIndex, mentions, method_name, salient_terms
+from .names import NameIndex, mentions, paper_name, salient_terms
 from .retrieve import Hit, Retriever
 
 Kind = Literal["factoid", "comparison", "listing"]
@@ -204,9 +204,7 @@ def referent_of(history: list[dict], discussed: list[str], papers: dict, index: 
     for t in terms:
         if index.owners(t) & set(discussed):
             return t
-    paper = papers[discussed[0]]
-    head = paper.title.split(":", 1)[0].strip()  # "Kangaroo: Lossless Self-Speculative Decoding …"
-    return method_name(paper) or (head if ":" in paper.title and len(head.split()) <= 3 else paper.title)
+    return paper_name(papers[discussed[0]])
 
 
 # "who are its authors?" asks about the paper; "other papers by its authors" asks for an author filter
@@ -235,6 +233,53 @@ def author_reference(question: str, paper) -> tuple[str, list[str], str]:
     return question[:start] + name + question[end:], [name], why
 
 
+_SUCCESSOR = re.compile(
+    r"\b(?:its|their|the paper's|the method's|the|a) (?:successor|follow-up(?: paper| work)?"
+    r"|(?:newer|next|later|improved) version)\b",
+    re.I,
+)
+
+
+def successor_of(paper, papers: dict) -> object | None:
+    """The paper that continues ``paper``: another paper whose title names its method with a version mark
+    ("LLaVA-UHD v2", "Res2Net++", "Enhanced Res2Net"), or whose abstract says it extends or improves it; a dated
+    one must be later. None when the corpus has no such paper."""
+    name = paper_name(paper)
+    if name == paper.title:
+        return None  # no short name a later title could carry
+    n = re.escape(name)
+    versioned = re.compile(
+        rf"(?<![\w-]){n}[\s-]*(?:v\d+|\+\+|plus|\d)\b|\b(?:enhanced|improved|extended) {n}(?![\w-])", re.I
+    )
+    extends = re.compile(rf"\b(?:extend|improv|build)\w* (?:on |upon )?(?:the |our )?(?:previous |prior )?{n}\b", re.I)
+    found = [
+        q
+        for q in papers.values()
+        if q.id != paper.id
+        and (versioned.search(q.title) or extends.search(q.abstract))
+        and not (paper.date and q.date and q.date < paper.date)
+    ]
+    return max(found, key=lambda q: (bool(versioned.search(q.title)), q.date or "", q.year or 0), default=None)
+
+
+def successor_reference(question: str, paper, papers: dict) -> tuple[str, str | None, str]:
+    """ "its successor / newer version" in a follow-up -> (the question with the successor named, its id, why)."""
+    m = _SUCCESSOR.search(question)
+    if not m:
+        return question, None, ""
+    base = paper_name(paper)
+    later = successor_of(paper, papers)
+    if later is None:
+        why = f"“{m.group(0)}”: no later paper in the corpus names {base}"
+        rest = re.sub(r"^\s+(?:of|to|for) (?:it|them|this (?:paper|method))\b", "", question[m.end() :], flags=re.I)
+        return question[: m.start()] + f"a successor of {base}" + rest, None, why
+    name = paper_name(later)
+    if name == base:  # "LLaVA-UHD v2" is named by its title's head
+        name = later.title.split(":", 1)[0].strip()
+    why = f"“{m.group(0)}” = {name}, a later paper that builds on {base} (“{later.title}”)"
+    return question[: m.start()] + name + question[m.end() :], later.id, why
+
+
 def has_reference(question: str) -> bool:
     return _REFERENCE.search(question) is not None
 
@@ -243,6 +288,7 @@ def looks_like_followup(question: str) -> bool:
     """A question that refers back ("it", "they", "the agent", "this method") or is too short to stand alone."""
     return (
         bool(PRONOUN.search(question) or _GROUP.search(question) or _FIRST.search(question))
+        or _SUCCESSOR.search(question) is not None
         or has_reference(question)
         or len(question.split()) <= 5
     )
@@ -371,16 +417,25 @@ def _rules_plan(
     papers, index = retriever.papers, retriever.name_index
     discussed: list[str] = []
     group: list[str] = []
+    named_later = False
     if history and looks_like_followup(question):
         discussed = discussed_papers(history, papers, index)
         if discussed:
-            query, group, said = author_reference(question, papers[discussed[0]])
+            query, later, said = successor_reference(question, papers[discussed[0]], papers)
+            if said:
+                why.append(said)
+                named_later = True  # "its successor" now reads "LLaVA-UHD v2" (or "a successor of Kangaroo")
+            if later:
+                discussed = [*discussed, later]
+            query, group, said = author_reference(query, papers[discussed[0]])
             if group:
                 why.append(said)
         referent = referent_of(history, discussed, papers, index)
-        if not group and ((referent and has_reference(query)) or rewrite is None):
+        if group or (named_later and not has_reference(query)):
+            pass  # the question now names what it asks about
+        elif (referent and has_reference(query)) or rewrite is None:
             query = resolve_references(query, history, index, referent)
-        elif not group:
+        else:
             query = rewrite(query, history)  # nothing in the conversation to point at: the model rewrites
         followup = query != question
         earlier = [m["content"] for m in history if m["role"] == "user"][-2:]

@@ -261,6 +261,29 @@ def test_same_group_and_its_first_author_become_author_filters(assistant, fake, 
     assert not a.refused and fake.calls == [] and all(set(paper.authors) & set(c.authors) for c in a.citations)
 
 
+def _cited(paper, question="Tell me about it."):
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "It is described in the abstract [1].", "papers": [paper.id]},
+    ]
+
+
+def test_its_successor_is_the_later_paper_that_carries_the_discussed_method_forward(assistant, retriever):
+    uhd = next(p for p in retriever.papers.values() if p.title.startswith("LLaVA-UHD:"))
+    v2 = next(p for p in retriever.papers.values() if p.title.startswith("LLaVA-UHD v2"))
+    plan = assistant.plan("What does its successor add?", _cited(uhd))
+    assert plan.query == "What does LLaVA-UHD v2 add?" and plan.discussed == [uhd.id, v2.id]
+    assert any("later paper that builds on LLaVA-UHD" in w for w in plan.why)
+    assert assistant.prepare(plan).hits[0].paper.id == v2.id
+    plan = assistant.plan("How does the newer version differ from it?", _cited(uhd))
+    assert plan.kind == "comparison" and plan.compared == ["LLaVA-UHD v2", "LLaVA-UHD"]
+    # none in the corpus: said, and the question is not pointed at an unrelated paper
+    kangaroo = next(p for p in retriever.papers.values() if p.title.startswith("Kangaroo"))
+    plan = assistant.plan("Is there a newer version of it?", _cited(kangaroo))
+    assert plan.query == "Is there a successor of Kangaroo?"
+    assert any("no later paper in the corpus names Kangaroo" in w for w in plan.why)
+
+
 def test_a_pasted_conversation_without_citations_resolves_from_the_named_method(assistant):
     history = [
         {"role": "user", "content": "What does DoViT do?"},
