@@ -27,7 +27,7 @@ from .corpus import Paper
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
-from .names import mentions, method_name, proposal_sentence, salient_terms
+from .names import PROPOSAL_CUE, mentions, method_name, proposal_sentence, salient_terms
 from .plan import (
     PRONOUN,
     Gathered,
@@ -760,7 +760,7 @@ _PROBLEM = re.compile(
 )
 _APPROACH = re.compile(
     r"\b(we (?:propose|introduce|present|develop|design|build|unveil|devise)|(?:this|our) (?:paper|work|study)"
-    r" (?:propose|introduce|present)|called|dub|dubbed|named)",
+    r" (?:propose|introduce|present|provide)|called|dub|dubbed|named)",
     re.I,
 )
 _RESULT = re.compile(r"\b(achiev|outperform|attain|improv|reduc|surpass|gain|boost|exceed|speed)", re.I)
@@ -784,24 +784,31 @@ class Cells(BaseModel):
 
 
 def row_cells(sents: list[str], scores: list[float], name: str | None = None) -> Cells:
-    """The row of one compared paper: what it proposes (its "we propose …" sentence, the one that names its
-    method first), the sentence most relevant to the question that is neither that nor a result (the aspect asked
-    about: the sampling weights, the neck), the reported result that best fits the question, and the problem it
-    starts from."""
+    """The row of one compared paper, read from the usual order of an abstract (background, then what the paper
+    proposes, then how it works, then results): what it proposes (the proposal sentence that names its method
+    first), the sentence after it most relevant to the question that is not a results sentence (the aspect asked
+    about: the sampling weights, the neck), the reported result that best fits the question, and the problem."""
     problem = next((i for i, x in enumerate(sents) if _PROBLEM.search(x)), 0)
-    proposals = [i for i, x in enumerate(sents) if _APPROACH.search(x)]
-    named = (lambda i: 1.0 if mentions(sents[i], name) else 0.0) if name else (lambda i: 0.0)
-    proposes = max(proposals, key=lambda i: named(i) + scores[i]) if proposals else min(1, len(sents) - 1)
-    rest = [i for i in range(len(sents)) if i != proposes and scores[i] > 0 and not _CODE.search(sents[i])]
-    # the aspect asked about is a description; a sentence of numbers goes to the results cell
-    described = [i for i in rest if _result_signal(sents[i]) < 3] or rest
-    relevant = max(described, key=lambda i: scores[i], default=None)
+    named = [bool(name and mentions(x, name)) for x in sents]
+    proposals = [
+        i
+        for i, x in enumerate(sents)
+        if _APPROACH.search(x) or PROPOSAL_CUE.search(x) or (named[i] and _NOVEL.search(x))
+    ]
+    proposes = max(proposals, key=lambda i: named[i] + scores[i]) if proposals else min(1, len(sents) - 1)
+    usable = [i for i in range(len(sents)) if i != proposes and not _CODE.search(sents[i])]
+    # how it works comes after the proposal; before it stand the background and the problem
+    descriptive = [i for i in usable if _result_signal(sents[i]) < 3]  # a sentence of numbers is a result
+    start = min(proposals, default=proposes)  # the first "we propose …": the method's description starts there
+    after = [i for i in descriptive if i >= start] or [i for i in descriptive if i not in (0, problem)]
+    relevant = max(after, key=lambda i: scores[i], default=None)
     results = [i for i in range(len(sents)) if i not in (proposes, relevant) and _result_signal(sents[i]) > 0]
-    # a result on what the question asks (its dataset, its metric) before the one with the most numbers
-    result = max(reversed(results), key=lambda i: scores[i] + min(_result_signal(sents[i]), 6) / 6) if results else None
+    # a result with numbers on what the question asks (its dataset, its metric)
+    result = max(reversed(results), key=lambda i: scores[i] + min(_result_signal(sents[i]), 6)) if results else None
     return Cells(problem=problem, proposes=proposes, relevant=relevant, result=result)
 
 
+_NOVEL = re.compile(r"\b(?:novel|new|propos\w*|present\w*|introduc\w*)\b", re.I)
 _CODE = re.compile(
     r"\b(?:code|models?|implementation) (?:is|are|will be) (?:publicly )?(?:available|released)\b|https?://", re.I
 )

@@ -112,7 +112,8 @@ def mentions(text: str, name: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-]|\.\d)", text, re.I) is not None
 
 
-_INTRO = re.compile(
+# "we propose / introduce / name …": the sentence that says what a paper contributes
+PROPOSAL_CUE = re.compile(
     r"\b(?:we (?:propose|introduce|present|develop|design|build|call|name|term|dub|unveil|devise|establish|construct"
     r"|create|release|contribute|put forward)|called|dubbed|named|termed"
     r"|coined|namely)\b",
@@ -147,7 +148,7 @@ def method_name(paper: Paper) -> str | None:
         if named:
             return named[0]
     for sentence in split_sentences(paper.abstract):
-        if not _INTRO.search(sentence):
+        if not PROPOSAL_CUE.search(sentence):
             continue
         for term in salient_terms(sentence):
             if term.casefold() in _NOT_METHOD_NAMES:
@@ -168,7 +169,7 @@ def paper_name(paper: Paper) -> str:
 def proposal_sentence(paper: Paper) -> str:
     """The abstract sentence that says what the paper proposes ("we propose / introduce …"), else its first."""
     sentences = split_sentences(paper.abstract) or [paper.abstract]
-    return next((x for x in sentences if _INTRO.search(x)), sentences[0])
+    return next((x for x in sentences if PROPOSAL_CUE.search(x)), sentences[0])
 
 
 def _parts(token: str) -> set[str]:
@@ -227,7 +228,7 @@ class NameIndex:
             for m in _CALLED.finditer(p.abstract):
                 own.update(name_key(t) for t in salient_terms(m.group(1)) if t.casefold() not in GENERIC)
             for sentence in split_sentences(p.abstract):
-                if _INTRO.search(sentence):  # "we propose Latency-aware Unified Dynamic Networks (LAUDNet)"
+                if PROPOSAL_CUE.search(sentence):  # "we propose Latency-aware Unified Dynamic Networks (LAUDNet)"
                     own.update(name_key(t) for t in _DEFINED.findall(sentence) if t.casefold() not in GENERIC)
             index.owned[p.id] = own
         return index
