@@ -50,7 +50,12 @@ PATHS: tuple[AnswerPath, ...] = ("generated", "generated+repaired", "extractive"
 
 
 class QuestionError(ValueError):
-    """The question cannot be asked as given (empty, too long, an impossible filter); the message says why."""
+    """The question cannot be asked as given (empty, too long, an impossible filter); the message says why and
+    ``reason`` says what for code: empty, too_long, not_text, plan (its filters), no_model (answered without one)."""
+
+    def __init__(self, message: str, reason: str = "plan"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def validate_question(question: object, limit: int) -> str:
@@ -58,7 +63,7 @@ def validate_question(question: object, limit: int) -> str:
 
     Raises QuestionError for a non-text, empty or over-long question (checked before anything is loaded)."""
     if not isinstance(question, str):
-        raise QuestionError("The question must be text.")
+        raise QuestionError("The question must be text.", "not_text")
     kept = []
     for ch in question:
         if ch in "\n\t" or ch.isprintable():
@@ -67,9 +72,11 @@ def validate_question(question: object, limit: int) -> str:
             kept.append(" ")
     cleaned = "".join(kept).strip()
     if not cleaned:
-        raise QuestionError("The question is empty: type a question about the papers.")
+        raise QuestionError("The question is empty: type a question about the papers.", "empty")
     if len(cleaned) > limit:
-        raise QuestionError(f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it.")
+        raise QuestionError(
+            f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it.", "too_long"
+        )
     # citation markers the user typed are not citations of this answer's sources
     cleaned = re.sub(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]", "", cleaned).strip() or cleaned
     return cleaned
@@ -162,11 +169,13 @@ class Answer(BaseModel):
 
 @dataclass
 class Event:
-    """A step of `Assistant.stream()`: ``status`` (str), ``evidence`` (`Evidence`, before any token),
-    ``token`` (str), ``answer`` (the final `Answer`)."""
+    """A step of `Assistant.stream()`: ``status`` (str, for people), ``evidence`` (`Evidence`, before any token),
+    ``token`` (str), ``answer`` (the final `Answer`). ``step`` says where a status stands for code that reacts to
+    it: ``rewrite`` and ``search`` read the indexes, ``write`` (the model is writing) no longer does."""
 
     kind: Literal["status", "evidence", "token", "answer"]
     data: Any
+    step: Literal["rewrite", "search", "write"] | None = None
 
 
 @dataclass
@@ -190,33 +199,15 @@ class Assistant:
         self.retriever = retriever
         self.llm = llm
 
-    @classmethod
-    def from_settings(cls, settings: Settings, llm=None, progress: bool = True) -> Assistant:
-        """Open the store, build the retriever, start (or reach) the LLM, and say which each one is."""
-        from .store import PaperStore
-
-        store = PaperStore(settings).open()
-        try:
-            retriever = Retriever(store, settings)
-            retriever.warm_up()
-            if llm is None:
-                from .llm import LLM
-
-                llm = LLM.from_settings(settings, progress=progress)
-        except BaseException:
-            store.close()
-            raise
-        log.info("embedder: %s", store.embedder.describe())
-        log.info("store: %s (%d papers)", store.describe(), len(retriever.papers))
-        return cls(settings, retriever, llm)
-
     def describe(self) -> dict[str, str]:
         store = self.retriever.store
-        return {"llm": self.llm.describe(), "embedder": store.embedder.describe(), "store": store.describe()}
+        llm = self.llm.describe() if self.llm is not None else "none (plans and retrieves only)"
+        return {"llm": llm, "embedder": store.embedder.describe(), "store": store.describe()}
 
     def close(self) -> None:
-        self.llm.close()
-        self.retriever.store.close()
+        if self.llm is not None:
+            self.llm.close()
+        self.retriever.close()
 
     @property
     def selector(self) -> EvidenceSelector:
@@ -286,7 +277,9 @@ class Assistant:
         Raises QuestionError for a question the pipeline answers without the model (refused, or listed)."""
         prepared = self.prepare(self.plan(question, None, filters), top_k)
         if prepared.messages is None:
-            raise QuestionError("this question is answered without the model (refused or listed from the records)")
+            raise QuestionError(
+                "this question is answered without the model (refused or listed from the records)", "no_model"
+            )
         return prepared.messages, prepared.grammar
 
     def stream(
@@ -300,11 +293,11 @@ class Assistant:
         timings: dict[str, float] = {}
         has_history = bool(history)
         if has_history:
-            yield Event("status", "reading the follow-up in the light of the conversation")
+            yield Event("status", "reading the follow-up in the light of the conversation", "rewrite")
         t = time.perf_counter()
         plan = self.plan(question, history, filters)
         timings["plan_s"] = time.perf_counter() - t
-        yield Event("status", f"searching: {plan.query}")
+        yield Event("status", f"searching: {plan.query}", "search")
         t = time.perf_counter()
         prepared = self.prepare(plan, top_k)
         timings["retrieval_s"] = time.perf_counter() - t
@@ -352,7 +345,7 @@ class Assistant:
         answer.evidence = evidence.ranked()
         timings["first_evidence_s"] = time.perf_counter() - started
         yield Event("evidence", evidence)
-        yield Event("status", f"writing from {len(hits)} papers")
+        yield Event("status", f"writing from {len(hits)} papers", "write")
         text = ""
         if prepared.table:
             # The per-method table is built by the pipeline from each paper's evidence; the model writes the prose.

@@ -77,14 +77,17 @@ def _require_store(settings: Settings) -> None:
 
 
 def _open_store(settings: Settings, **kw):
-    from .store import PaperStore
+    from .services import open_store
 
-    store = PaperStore(settings, **kw)
     with _faults(settings):
-        store.open()
+        store = open_store(settings, **kw)
+    _note_recovered(store)
+    return store
+
+
+def _note_recovered(store) -> None:
     if store.recovered:
         console.print(f"note: {store.recovered}", style="yellow", highlight=False)
-    return store
 
 
 @app.callback()
@@ -129,10 +132,9 @@ def ingest(
     kept = added_files(settings) if rebuild else []
     with _faults(settings):
         corpus = load_corpus(given + [path for path, _ in kept], limits, names=dict(kept))
-    orphan_warning = "abstract-only record matches no titled paper"  # judged again against the store below
     for issue in corpus.issues:
-        if issue.level == "warning" and issue.message.startswith(orphan_warning):
-            continue
+        if issue.code == "unmatched_orphan":
+            continue  # judged again against the store below
         where = f"{issue.file}:{issue.line}" if issue.line else issue.file
         colour = "red" if issue.level == "error" else "yellow"
         console.print(f"[{colour}]{issue.level}[/] {where}: {issue.message}", highlight=False)
@@ -154,8 +156,7 @@ def ingest(
                     known.add(p, p.id)
                 only_in_catalog = sum(1 for p in salvaged if known.find(p) is None)
         store.open()
-        if store.recovered:
-            console.print(f"note: {store.recovered}", style="yellow", highlight=False)
+        _note_recovered(store)
         console.print(f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False)
         try:
             if rebuild and settings.store.chroma_url:
@@ -313,8 +314,8 @@ def papers(
 
 
 def _start_assistant(settings: Settings):
-    from .answer import Assistant
     from .llm import LLMError
+    from .services import open_assistant
     from .store import StoreError
 
     _require_store(settings)
@@ -322,7 +323,7 @@ def _start_assistant(settings: Settings):
     console.print("starting: loading the store and the embedder, starting the LLM …", style="dim")
     try:
         with _faults(settings):
-            assistant = Assistant.from_settings(settings)
+            assistant = open_assistant(settings, progress=True)
     except (StoreError, LLMError) as exc:
         raise _fail(str(exc)) from None
     for role, what in assistant.describe().items():
@@ -470,20 +471,22 @@ def ask(
 
 def _explain(settings: Settings, question: str, filters, top_k: int | None, as_json: bool) -> None:
     """The plan and what the pipeline decides from it (papers, verdict), without starting the model."""
-    from .answer import Assistant, QuestionError
-    from .retrieve import Retriever
+    from .answer import QuestionError
+    from .services import assistant_on, open_index
 
     _require_store(settings)
-    store = _open_store(settings)
+    with _faults(settings):
+        retriever = open_index(settings, warm=False)
+    _note_recovered(retriever.store)
     try:
         with _faults(settings):
-            assistant = Assistant(settings, Retriever(store, settings), llm=None)
+            assistant = assistant_on(retriever)  # no model: the plan and the verdict only
             try:
                 prepared = assistant.prepare(assistant.plan(question, None, filters), top_k)
             except QuestionError as exc:
                 raise _fail(str(exc)) from None
     finally:
-        store.close()
+        retriever.close()
     plan, verdict = prepared.plan, prepared.verdict
     picked = prepared.gathered.picked()
     papers = [h.paper.title for h in prepared.hits]
@@ -595,7 +598,7 @@ def eval_(
     ] = None,
 ) -> None:
     """Score the assistant on a question set: metrics.json, results.jsonl, report.md, report.png (evals/README.md)."""
-    from evals.runner import EvalError, cli_main
+    from assistant.evaluation.runner import EvalError, cli_main
 
     try:
         run = cli_main(
@@ -628,10 +631,10 @@ def ui(
 
     The page is up at once; the embedded model starts in the background.
     Set ASSISTANT_UI_USERNAME and ASSISTANT_UI_PASSWORD to require a login."""
-    from .ui.backend import auth_from_env
+    from .ui.backend import ui_login
 
     try:
-        auth_from_env()
+        ui_login(get_settings())
     except ValueError as exc:
         raise _fail(str(exc)) from None
     from .ui import launch_app  # imports Gradio: after the quick checks
@@ -649,7 +652,7 @@ def bench(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the flat JSON results here.")] = None,
 ) -> None:
     """Measure ingest, retrieval (seed/10k/100k papers), answer latency and memory against the raw engines."""
-    from evals.bench import run_bench
+    from assistant.evaluation.bench import run_bench
 
     settings = get_settings()
     results = run_bench(settings, quick=quick, log=lambda m: console.print(f"… {m}", style="dim", highlight=False))

@@ -30,7 +30,6 @@ for _var, _val in {
     os.environ.setdefault(_var, _val)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROMPTS_DIR = REPO_ROOT / "prompts"
 SEEDS_DIR = REPO_ROOT / "seeds"
 
 EmbeddedModelName = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
@@ -98,6 +97,16 @@ class LLMSettings(BaseModel):
     threads: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="CPU threads for the embedded server."
     )
+
+
+class JudgeSettings(BaseModel):
+    """An optional OpenAI-compatible endpoint the evals ask whether each answer sentence is supported."""
+
+    base_url: str | None = Field(
+        None, description="Judge endpoint (/v1). Unset: faithfulness is checked lexically, no judge is asked."
+    )
+    model: str | None = Field(None, description="Judge model name. Unset: the endpoint's only model.")
+    api_key: SecretStr | None = Field(None, description="API key for the judge endpoint.")
 
 
 class StoreSettings(BaseModel):
@@ -179,6 +188,7 @@ class Settings(BaseSettings):
     chunk: ChunkSettings = Field(default_factory=ChunkSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
 
     @model_validator(mode="after")
     def _openai_env(self) -> Settings:

@@ -113,6 +113,11 @@ class ParseIssue(BaseModel):
     line: int | None = None
     level: Literal["error", "warning"]
     message: str
+    code: Literal["unmatched_orphan"] | None = Field(
+        None,
+        description="What a caller may react to: unmatched_orphan = an abstract-only record no paper read with it "
+        "matches (the store may still hold its paper, so the CLI and the web app judge it again there).",
+    )
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
@@ -1905,6 +1910,7 @@ def load_corpus(
                         line=ref.line,
                         level="warning",
                         message=f"abstract-only record matches no titled paper; skipped ({_snippet(abstract)!r})",
+                        code="unmatched_orphan",
                     )
                 )
                 continue

@@ -3,7 +3,7 @@
 ``LLM.from_settings(settings)`` gives either the embedded llama.cpp server (assembled GGUF,
 managed child process, restarted once if it crashed) or a remote endpoint (``llm.base_url``).
 Errors surface as ``LLMError`` subclasses with one-line messages; API keys never appear in
-messages, logs or reprs. ``FakeLLM`` has the same interface for tests.
+messages, logs or reprs. Tests script a fake with the same interface (``tests/fakes.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,34 +23,33 @@ import httpx
 import openai
 from pydantic import SecretStr
 
+from assistant.llm_errors import (
+    LLMAuthError,
+    LLMError,
+    LLMModelNotFound,
+    LLMServerError,
+    LLMStartError,
+    LLMUnavailable,
+)
+from assistant.llm_server import EmbeddedServer
+from assistant.models import ModelError, ensure_gguf
+
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.llm_server import EmbeddedServer
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "LLM",
+    "LLMAuthError",
+    "LLMError",
+    "LLMModelNotFound",
+    "LLMServerError",
+    "LLMStartError",
+    "LLMUnavailable",
+]
+
 Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "content": str}
-
-
-# -- errors ---------------------------------------------------------------------------
-class LLMError(RuntimeError):
-    """Base of every LLM failure; ``str(e)`` is a one-line, key-free explanation."""
-
-
-class LLMUnavailable(LLMError):
-    """No answer: connection refused, server died, or timed out."""
-
-
-class LLMAuthError(LLMError):
-    """The endpoint rejected the API key."""
-
-
-class LLMModelNotFound(LLMError):
-    """The endpoint does not serve the requested model."""
-
-
-class LLMServerError(LLMError):
-    """The endpoint failed (HTTP 5xx)."""
 
 
 _KEYISH = [
@@ -128,7 +127,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
-def _messages_text(messages: Sequence[Message]) -> str:
+def messages_text(messages: Sequence[Message]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
 
 
@@ -177,14 +176,11 @@ class LLM:
         if s.base_url:
             llm = cls(base_url=s.base_url, model=s.model or "", api_key=s.api_key, max_retries=1, **common)
             if not s.model:
-                llm.model = llm._only_served_model()
+                llm.model = llm.only_served_model()
             else:
                 llm.check_model_served()
             log.info("LLM: %s", llm.describe())
             return llm
-
-        from assistant.llm_server import EmbeddedServer, LLMStartError
-        from assistant.models import ModelError, ensure_gguf
 
         try:
             gguf = ensure_gguf(s.embedded_model, settings.models_dir, progress=progress)
@@ -279,7 +275,7 @@ class LLM:
         if stats.prompt_tokens is None:
             stats.usage_estimated = True
             overhead = _PER_MESSAGE_TOKENS * (len(messages) + 1)  # +1: the assistant header
-            stats.prompt_tokens = self.count_tokens(_messages_text(messages)) + overhead
+            stats.prompt_tokens = self.count_tokens(messages_text(messages)) + overhead
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``: exact via the embedded server's tokenizer, else an estimate."""
@@ -405,7 +401,7 @@ class LLM:
             return LLMError(f"the server at {url} refused the request (HTTP {status}): {detail or 'no details'}")
         return LLMError(f"LLM request to {url} failed: {detail or type(exc).__name__}")
 
-    def _only_served_model(self) -> str:
+    def only_served_model(self) -> str:
         """With no ``llm.model``, use the endpoint's model if it serves exactly one."""
         try:
             ids = [m.id for m in self._client.models.list()]
@@ -471,88 +467,3 @@ def _is_model_not_found(exc: Exception, detail: str) -> bool:
             return True
         return bool(re.search(r"model.*(not (be )?found|does not exist|not exist|unknown|not available)", detail, re.I))
     return False
-
-
-# -- the fake ---------------------------------------------------------------------------------
-@dataclass
-class FakeCall:
-    messages: list[Message]
-    max_tokens: int | None = None
-    temperature: float | None = None
-    stop: list[str] | None = None
-    grammar: str | None = None
-
-
-@dataclass
-class FakeLLM:
-    """Scripted LLM for unit tests (like simonw/llm's mock model).
-
-    ``enqueue(["Hel", "lo"])`` queues one streamed response; an exception instance inside
-    the list is raised at that point, ``enqueue_error(exc)`` raises before any text.
-    ``calls`` records what each call received. With an empty queue ``default`` is answered,
-    or ``LLMError`` raised if there is none.
-    """
-
-    default: str | None = None
-    model: str = "fake"
-    supports_grammar: bool = False
-    calls: list[FakeCall] = field(default_factory=list)
-    last: CallStats = field(default_factory=CallStats)
-    closed: bool = False
-    _queue: list[list[Any]] = field(default_factory=list, repr=False)
-
-    def enqueue(self, chunks: Sequence[str | BaseException] | str) -> FakeLLM:
-        self._queue.append([chunks] if isinstance(chunks, str) else list(chunks))
-        return self
-
-    def enqueue_error(self, exc: BaseException) -> FakeLLM:
-        self._queue.append([exc])
-        return self
-
-    def stream_chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-        grammar: str | None = None,
-    ) -> Iterator[str]:
-        self.calls.append(FakeCall([dict(m) for m in messages], max_tokens, temperature, stop, grammar))
-        stats = self.last = CallStats(prompt_tokens=self.count_tokens(_messages_text(messages)))
-        if self._queue:
-            items = self._queue.pop(0)
-        elif self.default is not None:
-            items = [self.default]
-        else:
-            raise LLMError("FakeLLM: no response queued")
-        t0 = time.monotonic()
-        for item in items:
-            if isinstance(item, BaseException):
-                raise item
-            if stats.time_to_first_token_s is None:
-                stats.time_to_first_token_s = time.monotonic() - t0
-            stats.completion_tokens += 1
-            yield item
-        stats.total_s = time.monotonic() - t0
-        stats.finish_reason = "stop"
-
-    def chat(self, messages: Sequence[Message], **kw: Any) -> str:
-        return "".join(self.stream_chat(messages, **kw))
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def describe(self) -> str:
-        return f"fake LLM {self.model} ({len(self._queue)} queued)"
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def __getattr__(name: str) -> Any:
-    # LLMStartError lives beside the server (which imports this module); re-export it lazily.
-    if name == "LLMStartError":
-        from assistant.llm_server import LLMStartError
-
-        return LLMStartError
-    raise AttributeError(name)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from assistant.llm import LLMUnavailable
+from assistant.llm_errors import LLMStartError
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -91,19 +91,6 @@ _FAILURES = [
         "delete it and its .sha256 marker to re-assemble",
     ),
 ]
-
-
-class LLMStartError(LLMUnavailable):
-    """The embedded server could not be started; ``reason`` is a short code, ``log_tail`` the log's end."""
-
-    def __init__(self, message: str, reason: str = "exited", log_tail: str = "", log_path: Path | None = None):
-        full = message
-        if log_path is not None:
-            full += f"\nserver log: {log_path}"
-        if log_tail.strip():
-            full += "\n--- last lines of the server log ---\n" + log_tail.rstrip()
-        super().__init__(full)
-        self.reason, self.log_tail, self.log_path = reason, log_tail, log_path
 
 
 def free_port() -> int:

@@ -102,9 +102,17 @@ class Retriever:
             self._chunks_of.setdefault(n.metadata["paper_id"], []).append(n.node_id)
         self.sentences = SentenceIndex(list(self.papers.values()), embed=self.store.embedder.embed_texts)
 
+    def close(self) -> None:
+        """Close the store this retriever reads."""
+        self.store.close()
+
     def warm_up(self) -> None:
         """Load the embedding model and build the keyword index now, not on the first question."""
         self.store.embedder.embed_query("warm up")
+        self.build_keyword_index()
+
+    def build_keyword_index(self) -> None:
+        """Build the BM25 index now (after `reload`), not on the next question."""
         self._bm25  # noqa: B018
 
     @cached_property

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from fakes import FakeLLM
 
 from assistant.answer import Assistant, QuestionError, validate_question
 from assistant.config import Settings
 from assistant.filters import Filters
-from assistant.llm import LLM, FakeLLM, LLMUnavailable
+from assistant.llm import LLM, LLMUnavailable
 from assistant.names import method_name, size_variant_of
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Retriever

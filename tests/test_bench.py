@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals.bench import _pct, _synthetic_nodes, bench_retrieval
+from assistant.evaluation.bench import _pct, _synthetic_nodes, bench_retrieval
 
 
 def test_percentiles_interpolate_between_ranks():

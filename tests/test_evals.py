@@ -12,19 +12,19 @@ import math
 from pathlib import Path
 
 import pytest
+from fakes import FakeLLM
 from typer.testing import CliRunner
 
 from assistant.answer import Answer, Citation, Context
 from assistant.cite import SourceText
 from assistant.config import Settings, get_settings
 from assistant.corpus import Paper
-from assistant.llm import FakeLLM
+from assistant.evaluation import metrics as M
+from assistant.evaluation import runner
+from assistant.evaluation.runner import EvalError, load_dataset, run_eval
 from assistant.names import NameIndex
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Hit
-from evals import metrics as M
-from evals import runner
-from evals.runner import EvalError, load_dataset, run_eval
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO / "evals" / "datasets" / "dev.jsonl"
@@ -571,13 +571,15 @@ def test_llm_judge_decides_faithfulness_when_configured(tmp_path):
     assert "fell back to the lexical check" in run.metrics["run"]["faithfulness"]["detail"]
 
 
-def test_judge_comes_from_the_environment(monkeypatch):
+def test_judge_comes_from_the_settings_and_their_environment(monkeypatch):
+    from assistant.config import Settings
+
     monkeypatch.delenv("ASSISTANT_JUDGE__BASE_URL", raising=False)
-    assert runner.LLMJudge.from_env() is None
+    assert runner.LLMJudge.from_settings(Settings()) is None
     monkeypatch.setenv("ASSISTANT_JUDGE__BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("ASSISTANT_JUDGE__MODEL", "judge-model")
     monkeypatch.setenv("ASSISTANT_JUDGE__API_KEY", "sk-secret-judge-key")
-    judge = runner.LLMJudge.from_env()
+    judge = runner.LLMJudge.from_settings(Settings())
     assert judge is not None and "judge-model" in judge.description and "127.0.0.1:9" in judge.description
     assert "sk-secret" not in judge.description and "sk-secret" not in repr(judge.llm)
 

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fakes import FakeLLM
 from procs import JSONHandler
 
 from assistant import models
@@ -25,7 +26,6 @@ from assistant.llm import (
     LLM,
     CallStats,
     ChatLLM,
-    FakeLLM,
     LLMAuthError,
     LLMError,
     LLMModelNotFound,

@@ -8,12 +8,12 @@ import re
 import shutil
 
 import pytest
+from fakes import FakeLLM
 from typer.testing import CliRunner
 
 from assistant.answer import Assistant
 from assistant.config import Settings
 from assistant.filters import AFFILIATIONS, CATEGORY_NAMES, Filters, category_code, filters_from_question
-from assistant.llm import FakeLLM
 from assistant.plan import comparison_targets
 from assistant.retrieve import Retriever
 

@@ -17,10 +17,10 @@ from procs import link_gguf, shared_gguf
 
 from assistant.answer import Assistant
 from assistant.config import Settings
+from assistant.evaluation import metrics as M
+from assistant.evaluation.runner import run_eval
 from assistant.llm import LLM
 from assistant.retrieve import Retriever
-from evals import metrics as M
-from evals.runner import run_eval
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -23,6 +23,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from fakes import FakeLLM
 from procs import BIN, StubOpenAI, build_store, free_port, link_gguf, shared_gguf, tree_digest, wait_until
 from typer.testing import CliRunner
 
@@ -31,7 +32,7 @@ from assistant.cli import app
 from assistant.config import SEEDS_DIR, Settings, get_settings
 from assistant.corpus import load_corpus
 from assistant.filters import Filters
-from assistant.llm import LLM, FakeLLM
+from assistant.llm import LLM
 from assistant.retrieve import Retriever
 from assistant.store import PaperStore, chunk_paper
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from fakes import FakeLLM
 from procs import (
     BIN,
     REPO,
@@ -43,7 +44,7 @@ from assistant.answer import Assistant
 from assistant.cli import app
 from assistant.config import Settings, get_settings
 from assistant.corpus import Paper, paper_id
-from assistant.llm import LLM, FakeLLM
+from assistant.llm import LLM
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Retriever
 from assistant.store import PaperStore
@@ -209,11 +210,12 @@ def test_ui_command_defaults_to_loopback_and_no_share_link(monkeypatch):
     result = CliRunner().invoke(app, ["ui"])
     assert result.exit_code == 0, result.output
     assert seen == {"host": "127.0.0.1", "port": 7860, "share": False}
-    kw = launch_kwargs("127.0.0.1", 7860, False, None)
+    kw = launch_kwargs("127.0.0.1", 7860, False, None, Settings())
     assert kw["server_name"] == "127.0.0.1" and kw["share"] is False and kw["auth"] is None
-    assert kw["max_file_size"] == max_upload_bytes() == 20_000_000
+    assert kw["max_file_size"] == max_upload_bytes(Settings()) == 20_000_000
 
     monkeypatch.setenv("ASSISTANT_UI_USERNAME", "alice")  # half a login is refused, not silently ignored
+    get_settings.cache_clear()  # the CLI reads its settings once per process
     result = CliRunner().invoke(app, ["ui"])
     assert result.exit_code == 1 and "set both ASSISTANT_UI_USERNAME and ASSISTANT_UI_PASSWORD" in result.output
 
@@ -269,7 +271,7 @@ def test_planted_key_never_appears_in_cli_output_debug_logs_or_eval_reports(corp
     assert r.exit_code == 0 and "ASSISTANT_LLM__API_KEY" in r.output
     texts["settings"] = r.output
 
-    runner = pytest.importorskip("evals.runner", reason="evals/runner.py is not in this checkout")
+    runner = pytest.importorskip("assistant.evaluation.runner", reason="the evaluation package is not installed")
     assert runner  # the eval CLI runs the colleague's runner: its reports must not carry the key either
     key_env(data, "500")
     out = tmp_path / "eval-run"

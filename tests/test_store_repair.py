@@ -471,7 +471,7 @@ def test_unwritable_store_and_models_folders_are_one_line_naming_them(data, cli,
 
 # -- 10. a failed eval start leaves no run folder -----------------------------------------------------------------
 def test_eval_that_fails_at_start_up_leaves_no_run_folder(data, tmp_path, monkeypatch):
-    from evals.runner import EvalError, run_eval
+    from assistant.evaluation.runner import EvalError, run_eval
 
     dataset = tmp_path / "q.jsonl"
     first = (Path(__file__).resolve().parent.parent / "evals" / "datasets" / "dev.jsonl").read_text().splitlines()[0]
@@ -486,8 +486,9 @@ def test_eval_that_fails_at_start_up_leaves_no_run_folder(data, tmp_path, monkey
 
 # -- uploads use the same rule, one unit per file, and keep a copy for --rebuild ------------------------------------
 def test_upload_merges_by_the_same_rule_reports_conflicts_and_keeps_a_copy(data, embedder):
+    from fakes import FakeLLM
+
     from assistant.answer import Assistant
-    from assistant.llm import FakeLLM
     from assistant.retrieve import Retriever
     from assistant.ui.backend import Backend, UploadedFile
     from assistant.ui.render import upload_report_markdown

@@ -38,7 +38,9 @@ def serve(assistant: Assistant, auth=None):
 
     demo, backend = create_app(assistant.settings, assistant)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs("127.0.0.1", port, False, auth))
+    demo.launch(
+        prevent_thread_lock=True, quiet=True, **launch_kwargs("127.0.0.1", port, False, auth, assistant.settings)
+    )
     return demo, backend, f"http://127.0.0.1:{port}/"
 
 
@@ -301,7 +303,7 @@ def test_upload_is_parsed_reported_and_searchable_at_once(small, tmp_path):
 
 
 def test_eval_tab_runs_a_dataset(small, tmp_path, monkeypatch):
-    runner = pytest.importorskip("evals.runner", reason="evals/runner.py is not in this checkout")
+    runner = pytest.importorskip("assistant.evaluation.runner", reason="the evaluation package is not installed")
     monkeypatch.setattr(runner, "RUNS_DIR", tmp_path / "runs")
     c = client(small["url"])
     dataset = str(runner.list_datasets()[0])
@@ -328,13 +330,14 @@ def test_password_protected_app(small):
 
 
 def test_login_from_env(monkeypatch):
-    from assistant.ui.app import auth_from_env
+    from assistant.config import Settings
+    from assistant.ui.backend import ui_login
 
     monkeypatch.delenv("ASSISTANT_UI_USERNAME", raising=False)
     monkeypatch.delenv("ASSISTANT_UI_PASSWORD", raising=False)
-    assert auth_from_env() is None
+    assert ui_login(Settings()) is None
     monkeypatch.setenv("ASSISTANT_UI_USERNAME", "ada")
     with pytest.raises(ValueError, match="ASSISTANT_UI_PASSWORD"):
-        auth_from_env()
+        ui_login(Settings())
     monkeypatch.setenv("ASSISTANT_UI_PASSWORD", "s3cret")
-    assert auth_from_env() == ("ada", "s3cret")
+    assert ui_login(Settings()) == ("ada", "s3cret")

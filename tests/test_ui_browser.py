@@ -48,7 +48,7 @@ def app_url(seed_store, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs("127.0.0.1", port, False, None))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs("127.0.0.1", port, False, None, settings))
     yield f"http://127.0.0.1:{port}/"
     demo.close()
     llm.close()

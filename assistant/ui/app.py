@@ -8,7 +8,6 @@ llama.cpp server), so other users wait with a visible queue position instead of 
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import logging
 import time
@@ -17,11 +16,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..answer import Answer, Assistant
+from .. import evaluation
+from ..answer import Answer, Assistant, QuestionError, validate_question
 from ..config import Settings, get_settings
 from ..filters import Filters
 from . import render
-from .backend import Backend, UploadedFile, auth_from_env, max_upload_bytes, max_upload_mb
+from .backend import Backend, UploadedFile, max_upload_bytes, ui_login
 from .static import CSS, JS
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ EXAMPLES: list[tuple[str, str]] = [
     ("Which papers from 2023 propose early-exiting networks?", "2023 early-exit papers"),
     ("What mAP does YOLOv8 achieve on COCO?", "YOLOv8 (not in the corpus)"),
 ]
-
-
-def _clean(question: str | None) -> str:
-    """As the pipeline cleans a question (printable characters, trimmed), to judge empty and over-long ones."""
-    return "".join(ch for ch in (question or "") if ch.isprintable() or ch in "\n\t").strip()
 
 
 def new_session() -> dict:
@@ -207,16 +202,12 @@ class AppUI:
     # -- chat ------------------------------------------------------------------------------------------------
     def on_submit(self, question: str, session: dict):
         """Echo the question at once (the answer step may wait in the queue). Empty: nothing happens."""
-        q = _clean(question)
-        if not q:
-            raise gr.Error("empty question", visible=False, print_exception=False)
-        limit = self.settings.max_question_chars
-        if len(q) > limit:
-            raise gr.Error(
-                f"The question is {len(q):,} characters long; the limit is {limit:,}. Shorten it.",
-                title="Question too long",
-                print_exception=False,
-            )
+        try:
+            q = validate_question(question or "", self.settings.max_question_chars)
+        except QuestionError as exc:
+            if exc.reason == "empty":
+                raise gr.Error("empty question", visible=False, print_exception=False) from None
+            raise gr.Error(str(exc), title="Question not asked", print_exception=False) from None
         session["turns"].append(_pending_turn(q))
         return chat_messages(session), session, ""
 
@@ -375,13 +366,13 @@ class AppUI:
         """One call for API clients: add the question and stream its answer (same outputs as the chat). The extra
         filters default to none, so clients written for the first six inputs keep working."""
         session = session if session is not None else new_session()
-        q = _clean(question)
-        if not q:
-            yield self._with_sources(session)
-            return
-        limit = self.settings.max_question_chars
-        if len(q) > limit:
-            raise gr.Error(f"The question is {len(q):,} characters long; the limit is {limit:,}. Shorten it.")
+        try:
+            q = validate_question(question or "", self.settings.max_question_chars)
+        except QuestionError as exc:
+            if exc.reason == "empty":
+                yield self._with_sources(session)
+                return
+            raise gr.Error(str(exc)) from None
         session["turns"].append(_pending_turn(q))
         more = (date_from, date_to, first_author, affiliation, has_code)
         yield from self.on_answer(session, year_from, year_to, category, author, top_k, *more)
@@ -464,7 +455,7 @@ class AppUI:
         skip = gr.skip()
         no_updates = (skip,) * 13  # corpus table, count, 2 plots; 8 filter choices; status
         uploads: list[UploadedFile] = []
-        limit = max_upload_bytes()
+        limit = max_upload_bytes(self.backend.settings)
         for path in files or []:
             p = Path(path)
             with p.open("rb") as fh:  # read as bytes only; at most one byte over the limit
@@ -498,19 +489,9 @@ class AppUI:
 
     # -- evals -----------------------------------------------------------------------------------------------
     def eval_datasets(self) -> list[tuple[str, str]]:
-        runner = _eval_runner()
-        if runner is None:
-            return []
-        try:
-            return [(Path(p).name, str(p)) for p in runner.list_datasets()]
-        except Exception as exc:  # the runner is a colleague's work in progress: never break the page
-            log.warning("list_datasets failed: %s", exc)
-            return []
+        return [(p.name, str(p)) for p in evaluation.list_datasets()]
 
     def on_eval(self, dataset: str | None, retrieval_only: bool, limit, progress=gr.Progress()):
-        runner = _eval_runner()
-        if runner is None:
-            return (RUNNER_MISSING, None, None, "")
         allowed = dict((v, k) for k, v in self.eval_datasets())
         if not dataset or dataset not in allowed:
             return ("Pick a dataset from `evals/datasets/`.", None, None, "")
@@ -534,24 +515,6 @@ class AppUI:
         return eval_outputs(run, allowed[dataset], bool(retrieval_only))
 
 
-RUNNER_MISSING = (
-    "The eval runner (`evals/runner.py`) is not installed in this checkout, so evals cannot run from the UI. "
-    "Everything else works."
-)
-
-
-def _eval_runner():
-    try:
-        if importlib.util.find_spec("evals.runner") is None:
-            return None
-        from evals import runner
-
-        return runner
-    except Exception as exc:
-        log.warning("evals.runner cannot be imported: %s", exc)
-        return None
-
-
 def _read_text(value) -> str:
     if value is None:
         return ""
@@ -563,11 +526,11 @@ def _read_text(value) -> str:
     return str(value)
 
 
-def eval_outputs(run, dataset_name: str, retrieval_only: bool) -> tuple:
+def eval_outputs(run: evaluation.EvalRun, dataset_name: str, retrieval_only: bool) -> tuple:
     """Summary, metrics table (with the previous run and the difference), plot, report text."""
-    metrics: dict = getattr(run, "metrics", {}) or {}
-    deltas: dict = getattr(run, "deltas", None) or {}
-    overall: dict = deltas.get("overall", {}) if isinstance(deltas, dict) else {}
+    metrics = run.metrics
+    deltas = run.deltas or {}
+    overall: dict = deltas.get("overall", {})
     support: dict = metrics.get("support", {}) if isinstance(metrics.get("support"), dict) else {}
     rows = []
     for name, value in metrics.items():
@@ -588,23 +551,23 @@ def eval_outputs(run, dataset_name: str, retrieval_only: bool) -> tuple:
         )
     table = pd.DataFrame(rows, columns=["metric", "this run", "previous run", "difference", "questions"])
     image = None
-    png = getattr(run, "report_png", None)
-    if png and Path(png).is_file():
+    png = run.report_png
+    if png.is_file():
         from PIL import Image
 
         with Image.open(png) as im:
             image = im.copy()
     mode = "retrieval only" if retrieval_only else "full answers"
-    summary = f"**{dataset_name}** · {mode} · saved to `{getattr(run, 'out_dir', '')}`"
+    summary = f"**{dataset_name}** · {mode} · saved to `{run.out_dir}`"
     if overall:
         summary += f" · compared with `{Path(str(deltas.get('run', ''))).name}`"
         if deltas.get("same_dataset") is False:
             summary += " (the dataset changed since: compare with care)"
     else:
         summary += " · no previous run of this kind to compare with"
-    if getattr(run, "interrupted", False):
+    if run.interrupted:
         summary += " · **interrupted**"
-    return summary, table, image, _read_text(getattr(run, "report_md", None))
+    return summary, table, image, _read_text(run.report_md)
 
 
 def _fmt(value) -> str:
@@ -762,8 +725,8 @@ def create_app(
                     "Upload files in any supported layout — the five seed page layouts, arXiv metadata JSONL or a "
                     "JSON list of papers. The layout is recognised from the content, never the file name. Files are "
                     f"only read as text (nothing is executed or unpickled); at most "
-                    f"{max_upload_mb():g} MB per file. Papers already stored are merged, not duplicated, "
-                    "and new papers are searchable as soon as this finishes."
+                    f"{backend.settings.ui_max_upload_mb:g} MB per file. Papers already stored are merged, not "
+                    "duplicated, and new papers are searchable as soon as this finishes."
                 )
                 with gr.Row(equal_height=False):
                     with gr.Column():
@@ -784,13 +747,10 @@ def create_app(
 
             with gr.Tab("Evals", id="evals"):
                 datasets = ui.eval_datasets()
-                runner_ok = _eval_runner() is not None
                 gr.Markdown(
                     "Run an evaluation dataset from `evals/datasets/` against this app's pipeline. *Retrieval only* "
                     "scores the retriever in seconds; a full run asks the model every question (minutes; chat answers "
                     "are slower meanwhile). Results are saved under `evals/runs/` and compared with the previous run."
-                    if runner_ok
-                    else RUNNER_MISSING
                 )
                 with gr.Row(equal_height=True):
                     eval_dataset = gr.Dropdown(
@@ -798,13 +758,20 @@ def create_app(
                         value=datasets[0][1] if datasets else None,
                         label="Dataset",
                         scale=3,
-                        interactive=runner_ok,
+                        interactive=bool(datasets),
                     )
-                    eval_retrieval = gr.Checkbox(label="retrieval only", value=True, scale=1, interactive=runner_ok)
+                    eval_retrieval = gr.Checkbox(
+                        label="retrieval only", value=True, scale=1, interactive=bool(datasets)
+                    )
                     eval_limit = gr.Number(
-                        label="Questions (0 = all)", value=0, precision=0, minimum=0, scale=1, interactive=runner_ok
+                        label="Questions (0 = all)",
+                        value=0,
+                        precision=0,
+                        minimum=0,
+                        scale=1,
+                        interactive=bool(datasets),
                     )
-                    eval_btn = gr.Button("Run", variant="primary", scale=1, interactive=runner_ok)
+                    eval_btn = gr.Button("Run", variant="primary", scale=1, interactive=bool(datasets))
                 eval_summary = gr.Markdown("")
                 with gr.Row(equal_height=False):
                     eval_table = gr.Dataframe(
@@ -930,14 +897,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def launch_kwargs(host: str, port: int, share: bool, auth) -> dict:
+def launch_kwargs(host: str, port: int, share: bool, auth, settings: Settings) -> dict:
     return dict(
         server_name=host,
         server_port=port,
         share=share,
         auth=auth,
         auth_message="Paper assistant: sign in with the username and password set in ASSISTANT_UI_USERNAME/PASSWORD.",
-        max_file_size=max_upload_bytes(),
+        max_file_size=max_upload_bytes(settings),
         footer_links=["api", "settings"],
         run_history=False,
         enable_monitoring=False,
@@ -961,12 +928,13 @@ def launch_app(
     block: bool = True,
 ):
     """Serve the app; with ``block`` (the CLI) until Ctrl-C, then stop the model and release the store."""
-    auth = auth_from_env()
+    settings = settings or (assistant.settings if assistant is not None else get_settings())
+    auth = ui_login(settings)
     if not _is_loopback(host) and auth is None:
         log.warning("serving on %s without a password: anyone who can reach it can use it", host)
     demo, backend = create_app(settings, assistant)
     try:
-        demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(host, port, share, auth))
+        demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(host, port, share, auth, settings))
     except BaseException:
         backend.close()
         raise

@@ -23,7 +23,9 @@ from typing import Any
 from ..answer import Assistant, Event, QuestionError
 from ..config import Settings
 from ..corpus import LAYOUT_BINARY, Paper, load_corpus
+from ..evaluation import EvalRun, previous_run, run_eval
 from ..filters import Filters
+from ..services import assistant_on, open_index, start_llm
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +34,14 @@ UPLOAD_BATCH = 256  # papers embedded per ingest step (one progress update each)
 LLM_RETRY_S = 10.0  # a failed LLM start is retried by the next question, at most this often
 
 
-def max_upload_mb() -> float:
-    """Upload size limit per file in MB (setting ``ui_max_upload_mb``, env ASSISTANT_UI_MAX_UPLOAD_MB)."""
-    from assistant.config import Settings
-
-    return Settings().ui_max_upload_mb
+def max_upload_bytes(settings: Settings) -> int:
+    """Upload size limit per file (setting ``ui_max_upload_mb``, env ASSISTANT_UI_MAX_UPLOAD_MB)."""
+    return int(settings.ui_max_upload_mb * 1_000_000)
 
 
-def max_upload_bytes() -> int:
-    return int(max_upload_mb() * 1_000_000)
-
-
-def auth_from_env() -> tuple[str, str] | None:
-    """(username, password) from ASSISTANT_UI_USERNAME / ASSISTANT_UI_PASSWORD, or None when both are unset."""
-    from assistant.config import Settings
-
-    settings = Settings()
+def ui_login(settings: Settings) -> tuple[str, str] | None:
+    """(username, password) from ``ui_username`` / ``ui_password`` (ASSISTANT_UI_USERNAME / ASSISTANT_UI_PASSWORD),
+    or None when both are unset; ValueError when only one is."""
     user = settings.ui_username or ""
     password = settings.ui_password.get_secret_value() if settings.ui_password else ""
     if not user and not password:
@@ -130,7 +124,7 @@ class AnswerRun:
             read_locked = True
             stream = assistant.stream(question, history=history, filters=filters, top_k=top_k)
             for event in stream:
-                if read_locked and (event.kind != "status" or str(event.data).startswith("answering")):
+                if read_locked and (event.kind != "status" or event.step == "write"):
                     backend.index_lock.release_read()  # retrieval done: generation does not touch the indexes
                     read_locked = False
                 if self._cancel.is_set():
@@ -196,7 +190,6 @@ class UploadReport:
     papers_total: int = 0
 
 
-_ORPHAN_WARNING = "abstract-only record matches no titled paper"  # re-judged against the store below
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -236,17 +229,12 @@ class Backend:
         return self
 
     def _start(self) -> None:
-        from ..retrieve import Retriever
-        from ..store import PaperStore, StoreError
+        from ..store import StoreError
 
         self._set_phase("opening the store and loading the embedder")
-        store = PaperStore(self.settings)
         try:
-            store.open()
-            retriever = Retriever(store, self.settings)
-            retriever.warm_up()
+            retriever = open_index(self.settings)
         except Exception as exc:
-            store.close()
             if isinstance(exc, StoreError):  # damaged, read-only, disk full...: the message says what to do
                 log.error("store start-up failed: %s", exc)
             else:
@@ -256,22 +244,19 @@ class Backend:
                 self._phase = "failed"
                 self._cond.notify_all()
             return
-        log.info("store: %s (%d papers)", store.describe(), len(retriever.papers))
         with self._cond:
             self._retriever = retriever
             self._cond.notify_all()
         self._start_llm()
 
     def _start_llm(self) -> None:
-        from ..llm import LLM
-
         with self._cond:
             self._phase = "starting the LLM"
             self._llm_error = None
             self._llm_started_at = time.monotonic()
             self._cond.notify_all()
         try:
-            llm = LLM.from_settings(self.settings, progress=False)
+            llm = start_llm(self.settings)
         except Exception as exc:
             log.error("LLM start-up failed: %s", exc)
             with self._cond:
@@ -285,7 +270,7 @@ class Backend:
                 llm.close()
                 return
             self._llm = llm
-            self._assistant = Assistant(self.settings, self._retriever, llm)
+            self._assistant = assistant_on(self._retriever, llm)
             self._phase = "ready"
             self._cond.notify_all()
         log.info("ready: %s", self._assistant.describe())
@@ -453,14 +438,14 @@ class Backend:
         """Parse uploaded files by content, merge with the store, embed, and make them searchable at once."""
         started = time.perf_counter()
         report = UploadReport()
-        limit = max_upload_bytes()
+        limit = max_upload_bytes(self.settings)
         retriever = self.retriever
         ok_files: list[tuple[str, UploadedFile]] = []
         for i, f in enumerate(files):
             if len(f.data) > limit:
                 report.files.append(FileReport(f.name, "too large", 0, 0))
                 report.rejected.append(
-                    f"{f.name}: over the {max_upload_mb():g} MB upload limit; "
+                    f"{f.name}: over the {self.settings.ui_max_upload_mb:g} MB upload limit; "
                     "ingest it with `assistant ingest PATH` instead"
                 )
                 continue
@@ -495,7 +480,7 @@ class Backend:
                         warnings=[
                             _issue_text(i, shown)
                             for i in result.issues
-                            if i.level == "warning" and not i.message.startswith(_ORPHAN_WARNING)
+                            if i.level == "warning" and i.code != "unmatched_orphan"
                         ],
                     )
                 )
@@ -549,7 +534,7 @@ class Backend:
                 self.index_lock.acquire_write()
                 try:
                     retriever.reload()
-                    retriever._bm25  # noqa: B018 - build the keyword index now, not on the next question
+                    retriever.build_keyword_index()
                 finally:
                     self.index_lock.release_write()
                 report.added = [retriever.papers.get(p.id, p) for p in report.added]
@@ -559,17 +544,12 @@ class Backend:
         return report
 
     # -- evals -----------------------------------------------------------------------------------------------
-    def run_eval(self, dataset: Path, *, retrieval_only: bool, limit: int | None, progress=None):
-        """Run ``evals.runner.run_eval`` on this app's retriever (and model), compared with the previous run."""
-        from evals import runner  # imported late: the runner is optional for the rest of the app
-
-        if retrieval_only:
-            # the runner only uses the assistant's retriever and settings here: no need to wait for the model
-            assistant = self._assistant or Assistant(self.settings, self.retriever, None)
-        else:
-            assistant = self.assistant
-        compare = runner.previous_run(dataset, retrieval_only=retrieval_only)
-        return runner.run_eval(
+    def run_eval(self, dataset: Path, *, retrieval_only: bool, limit: int | None, progress=None) -> EvalRun:
+        """Run the eval on this app's retriever (and model), compared with the previous run of its kind."""
+        # retrieval only: the runner uses the assistant's retriever and settings, no need to wait for the model
+        assistant = (self._assistant or assistant_on(self.retriever)) if retrieval_only else self.assistant
+        compare = previous_run(dataset, retrieval_only=retrieval_only)
+        return run_eval(
             dataset,
             retrieval_only=retrieval_only,
             limit=limit,
@@ -611,4 +591,5 @@ __all__ = [
     "UploadReport",
     "UploadedFile",
     "max_upload_bytes",
+    "ui_login",
 ]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.config import SEEDS_DIR, Settings
+from assistant.config import REPO_ROOT, SEEDS_DIR, Settings
 
-DEV = Path(__file__).parent / "datasets" / "dev.jsonl"
+DEV = REPO_ROOT / "evals" / "datasets" / "dev.jsonl"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -73,7 +73,7 @@ def _bare_encode_s(embedder, texts: list[str], batch_size: int) -> float:
 
 def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
     from assistant.embed import Embedder
-    from assistant.store import PaperStore
+    from assistant.services import open_store
 
     embedder = Embedder(settings)
     papers, texts = _seed_chunks(settings, embedder)
@@ -81,8 +81,11 @@ def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
     bare_s = _bare_encode_s(embedder, texts, settings.embed.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         s = settings.model_copy(update={"data_dir": Path(tmp)})
-        with PaperStore(s, embedder=embedder) as store:
+        store = open_store(s, embedder=embedder, read_only=False)
+        try:
             report = store.ingest(papers, progress=False)
+        finally:
+            store.close()
     return {
         "ingest.papers": len(papers),
         "ingest.precision": embedder.precision,
@@ -145,17 +148,15 @@ def _synthetic_nodes(papers, n: int, dim: int, seed: int = 0):
 
 def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], log: Callable[[str], None]) -> dict:
     from assistant.corpus import Paper, load_corpus
-    from assistant.retrieve import Retriever
-    from assistant.store import PaperStore
+    from assistant.services import index_on, open_store
 
     out: dict = {}
     papers = load_corpus([settings.seeds_dir]).papers
     with tempfile.TemporaryDirectory() as tmp:
         s = settings.model_copy(update={"data_dir": Path(tmp)})
-        store = PaperStore(s).open()
+        store = open_store(s, read_only=False)
         store.ingest(papers, progress=False)
-        retriever = Retriever(store, s)
-        retriever.warm_up()
+        retriever = index_on(store)
         have = len(papers)
         for size in sizes:
             label = "seed" if size <= len(papers) else (f"{size // 1000}k")
@@ -187,11 +188,9 @@ def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], lo
 # -- 3. answering ---------------------------------------------------------------------------------
 def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None]) -> dict:
     """Pipeline vs the raw llama.cpp server given the identical prompt, from the same cache state."""
-    from assistant.answer import Assistant, QuestionError
+    from assistant.answer import QuestionError
     from assistant.corpus import load_corpus
-    from assistant.llm import LLM
-    from assistant.retrieve import Retriever
-    from assistant.store import PaperStore
+    from assistant.services import assistant_on, index_on, open_store, start_llm
 
     questions = _questions(n_questions)
     out: dict = {}
@@ -199,13 +198,12 @@ def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None
         s = settings.model_copy(update={"data_dir": Path(tmp)})
         s.llm.temperature = 0.0
         s.models_dir.mkdir(parents=True, exist_ok=True)
-        store = PaperStore(s).open()
+        store = open_store(s, read_only=False)
         store.ingest(load_corpus([s.seeds_dir]).papers, progress=False)
-        retriever = Retriever(store, s)
-        retriever.warm_up()
-        llm = LLM.from_settings(s, progress=False)
+        retriever = index_on(store)
+        llm = start_llm(s)
         try:
-            assistant = Assistant(s, retriever, llm)
+            assistant = assistant_on(retriever, llm)
             # Before each measured call: a short unrelated question under the same system prompt, so both the
             # raw server and the pipeline start from the state a chat is in (fixed prefix cached, sources not).
             system = assistant.build_messages(questions[0]["question"])[0]

@@ -3,7 +3,7 @@
 Every per-question function returns ``None`` when the metric does not apply to the question (no
 expected titles, no citations, a refused answer...); aggregates average only the questions where
 it applies, and say over how many (``support``). The functions take plain values so that they can
-be tested on hand-made cases; ``evals.runner`` feeds them the assistant's answers.
+be tested on hand-made cases; ``assistant.evaluation.runner`` feeds them the assistant's answers.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ does; reported per question type: retrieval recall@5 of each plan, how often the
 often the two plans agree on the kind, and the mean planning seconds. Answers are not generated: the planner
 decides what is retrieved and how the question is answered, which is what differs between the two::
 
-    ASSISTANT_LLM__EMBEDDED_MODEL=qwen2.5-coder-1.5b .venv/bin/python -m evals.planner_compare \\
+    ASSISTANT_LLM__EMBEDDED_MODEL=qwen2.5-coder-1.5b .venv/bin/python -m assistant.evaluation.planner_compare \\
         --dataset evals/datasets/dev.jsonl --split tune
 """
 
@@ -18,27 +18,24 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from assistant.answer import Assistant, QuestionError
+from assistant.answer import QuestionError
 from assistant.config import Settings
-from assistant.llm import LLM
+from assistant.evaluation.metrics import retrieval_metrics
 from assistant.plan import gather
-from assistant.retrieve import Retriever
-from assistant.store import PaperStore
-from evals.metrics import retrieval_metrics
+from assistant.services import assistant_on, open_index, start_llm
 
 
 def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
     rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if split is None or r.get("split") == split]
-    store = PaperStore(settings).open()
-    llm = LLM.from_settings(settings, progress=False)
+    retriever = open_index(settings)
+    llm = start_llm(settings)
     try:
-        retriever = Retriever(store, settings)
         planners = {}
         for name in ("rules", "model"):
             s = settings.model_copy(deep=True)
             s.llm.planner = name
-            planners[name] = Assistant(s, retriever, llm)
+            planners[name] = assistant_on(retriever, llm, settings=s)
         acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in rows:
             plans = {}
@@ -68,7 +65,7 @@ def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
         }
     finally:
         llm.close()
-        store.close()
+        retriever.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,15 +29,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from platformdirs import user_data_dir
+
 from assistant.cite import SourceText
+from assistant.config import REPO_ROOT
 
 from . import metrics as M
 
 log = logging.getLogger(__name__)
 
-EVALS_DIR = Path(__file__).resolve().parent
+# The question sets, floors and saved runs live in the repository's evals/ folder; an installed wheel has none
+# (pass --dataset) and saves its runs in the user data folder.
+EVALS_DIR = REPO_ROOT / "evals"
 DATASETS_DIR = EVALS_DIR / "datasets"
-RUNS_DIR = EVALS_DIR / "runs"
+RUNS_DIR = EVALS_DIR / "runs" if EVALS_DIR.is_dir() else Path(user_data_dir("paper-assistant")) / "eval-runs"
 RETRIEVERS = ("hybrid", "dense", "bm25")
 RANK_DEPTH = 10  # papers ranked per question for the retrieval metrics (nDCG@10)
 EVAL_TEMPERATURE = 0.0  # greedy decoding: the same code on the same machine gives the same answers
@@ -205,25 +209,27 @@ class LLMJudge:
         self.errors = 0
 
     @classmethod
-    def from_env(cls) -> LLMJudge | None:
-        """A judge from ASSISTANT_JUDGE__BASE_URL / __MODEL / __API_KEY, or None when no endpoint is set."""
-        base_url = os.environ.get("ASSISTANT_JUDGE__BASE_URL", "").strip()
+    def from_settings(cls, settings) -> LLMJudge | None:
+        """A judge from ``settings.judge`` (ASSISTANT_JUDGE__BASE_URL / __MODEL / __API_KEY), or None when no
+        endpoint is set."""
+        cfg = settings.judge
+        base_url = (cfg.base_url or "").strip()
         if not base_url:
             return None
         from assistant.llm import LLM, safe_url
 
-        model = os.environ.get("ASSISTANT_JUDGE__MODEL", "").strip()
+        model = (cfg.model or "").strip()
         llm = LLM(
             base_url=base_url,
             model=model,
-            api_key=os.environ.get("ASSISTANT_JUDGE__API_KEY") or None,
+            api_key=cfg.api_key,
             timeout_s=60.0,
             max_retries=1,
             max_tokens=4,
             temperature=0.0,
         )
         if not model:
-            llm.model = llm._only_served_model()  # the endpoint's one model, as for the answer LLM
+            llm.model = llm.only_served_model()  # the endpoint's one model, as for the answer LLM
         else:
             llm.check_model_served()  # a typo must not silently judge with the server's default model
         return cls(llm, f"LLM judge {llm.model} at {safe_url(base_url)}")
@@ -420,8 +426,6 @@ def _resources(
     settings, assistant, retrieval_only: bool, mode: str, progress: Progress, temperature: float
 ) -> Iterator[tuple]:
     """(retriever, assistant or None) for the run, opened here unless given, closed here if opened here."""
-    from assistant.answer import Assistant
-
     if assistant is not None:
         retriever = assistant.retriever
         if retriever.settings.retrieval.mode != mode or assistant.settings.llm.temperature != temperature:
@@ -437,39 +441,35 @@ def _resources(
         yield retriever, (None if retrieval_only else assistant)
         return
 
-    from assistant.retrieve import Retriever
-    from assistant.store import PaperStore, StoreError
+    from assistant.llm import LLMError
+    from assistant.services import assistant_on, open_index, start_llm
+    from assistant.store import StoreError
 
     settings = settings.model_copy(deep=True)
     settings.retrieval.mode = mode
     settings.llm.temperature = temperature
-    progress(0, 0, "opening the store")
+    progress(0, 0, "opening the store and loading the embedding model")
     try:
-        store = PaperStore(settings).open()
+        retriever = open_index(settings)
     except StoreError as exc:
         raise EvalError(str(exc)) from None
     try:
-        retriever = Retriever(store, settings)
         if not retriever.papers:
             raise EvalError(f"the store in {settings.data_dir} is empty: run `assistant ingest` first")
-        progress(0, 0, "loading the embedding model")
-        retriever.warm_up()
         if retrieval_only:
             yield retriever, None
             return
-        from assistant.llm import LLM, LLMError
-
         progress(0, 0, "starting the LLM")
         try:
-            llm = LLM.from_settings(settings, progress=False)
+            llm = start_llm(settings)
         except LLMError as exc:
             raise EvalError(str(exc)) from None
         try:
-            yield retriever, Assistant(settings, retriever, llm)
+            yield retriever, assistant_on(retriever, llm)
         finally:
             llm.close()
     finally:
-        store.close()
+        retriever.close()
 
 
 def run_eval(
@@ -485,7 +485,7 @@ def run_eval(
     assistant=None,
     progress: Progress | None = None,
     settings=None,
-    judge: LLMJudge | None | str = "env",
+    judge: LLMJudge | None | str = "settings",
     runs_dir: Path | None = None,
 ) -> EvalRun:
     """Score the assistant on a question set and write metrics.json, results.jsonl, report.md and report.png.
@@ -539,8 +539,8 @@ def run_eval(
     out_dir = Path(out) if out is not None else default_out_dir(dataset, retrieval_only, mode, runs_dir)
 
     own_judge = False
-    if judge == "env":
-        judge = None if retrieval_only else LLMJudge.from_env()
+    if judge == "settings":
+        judge = None if retrieval_only else LLMJudge.from_settings(settings)
         own_judge = judge is not None
     started_at = datetime.now().astimezone()
     started = time.perf_counter()

@@ -10,7 +10,7 @@ selected once per scorer. Two shares of the must-include strings are reported, p
 
 Deterministic and LLM-free (the dense scorer embeds the query with the store's embedder)::
 
-    .venv/bin/python -m evals.evidence_compare --dataset evals/datasets/dev.jsonl --split tune
+    .venv/bin/python -m assistant.evaluation.evidence_compare --dataset evals/datasets/dev.jsonl --split tune
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from assistant.answer import Assistant, floor_sentences
+from assistant.answer import floor_sentences
 from assistant.config import Settings
+from assistant.evaluation.metrics import must_include
 from assistant.evidence import SCORERS
-from assistant.retrieve import Retriever
-from assistant.store import PaperStore
-from evals.metrics import must_include
+from assistant.services import assistant_on, open_index
 
 
 class _NoModel:
@@ -46,14 +45,13 @@ def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
     rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if (split is None or r.get("split") == split) and r.get("must_include")]
     rows = [r for r in rows if r.get("type") != "unanswerable"]
-    store = PaperStore(settings).open()
+    retriever = open_index(settings)
     try:
-        retriever = Retriever(store, settings)
         out: dict = {}
         for scorer in SCORERS:
             s = settings.model_copy(deep=True)
             s.retrieval.evidence_scorer = scorer
-            assistant = Assistant(s, retriever, _NoModel())
+            assistant = assistant_on(retriever, _NoModel(), settings=s)
             per_type: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             for r in rows:
                 plan = assistant.plan(r["question"], r.get("history") or [])
@@ -71,7 +69,7 @@ def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
             }
         return out
     finally:
-        store.close()
+        retriever.close()
 
 
 def main(argv: list[str] | None = None) -> int:

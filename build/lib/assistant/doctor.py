@@ -1,0 +1,202 @@
+"""`assistant doctor`: do Chroma, the keyword index and the paper cache agree, and does the store answer?
+
+Each check says what it found; a failed one names the command that fixes it. Derived data (the two caches,
+an interrupted ingest's journal) is repaired by ``assistant doctor --fix``; damage to Chroma itself (its
+database, its vector index files, chunks gone missing, vectors from another embedding model) only by
+``assistant ingest --rebuild``, which moves the damaged store aside and rebuilds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+
+from .config import Settings
+from .store import JOURNAL, REBUILD, MachineFault, PaperStore, StoreError, check_store_files
+
+REPAIR = "assistant doctor --fix"
+SAMPLE = 20  # chunks whose vectors are looked up in the index (spread over the collection)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        mark = "ok     " if self.ok else "PROBLEM"
+        return f"{mark} {self.name}: {self.detail}" + ("" if self.ok or not self.fix else f" (fix: `{self.fix}`)")
+
+
+def one_fix(checks: list[Check]) -> str | None:
+    """The one command that fixes every problem found (a rebuild covers what a repair does)."""
+    fixes = {c.fix for c in checks if not c.ok}
+    return REBUILD if REBUILD in fixes else (REPAIR if fixes else None)
+
+
+def _cache(path, chroma_chunks: int, collection: str) -> tuple[list[str] | None, str | None]:
+    """(lines after the stamp, None) for a current cache, else (None, what is wrong)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None, f"{path} is missing"
+    except OSError as exc:
+        return None, f"{path} cannot be read ({exc.strerror})"
+    try:
+        stamp = json.loads(lines[0]) if lines else {}
+    except ValueError:
+        stamp = {}
+    if stamp.get("chunks") != chroma_chunks or stamp.get("collection") != collection:
+        return None, f"{path} is out of date (made for {stamp.get('chunks', '?')} chunks, Chroma holds {chroma_chunks})"
+    return lines[1:], None
+
+
+def diagnose(settings: Settings, embedder=None) -> list[Check]:
+    """Every check, in order; stops before opening Chroma when its files are damaged (opening could hide it)."""
+    checks: list[Check] = []
+    coll = settings.store.collection
+    if not settings.store.chroma_url:
+        files = check_store_files(settings.data_dir, coll)
+        if files.problems:
+            checks.append(Check("store files", False, "; ".join(files.problems), REBUILD))
+            return checks
+        db = settings.chroma_dir / "chroma.sqlite3"
+        if db.is_file():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
+                    verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                verdict = str(exc)
+            checks.append(Check("chroma.sqlite3", verdict == "ok", f"integrity check: {verdict}", REBUILD))
+            if verdict != "ok":
+                return checks
+        index_files = "vector index files present" if files.vector_dir else "no vector index yet"
+        checks.append(Check("store files", True, f"{files.chunks or 0} chunks in chroma.sqlite3, {index_files}"))
+    journal = settings.data_dir / JOURNAL
+    if journal.exists():
+        with contextlib.suppress(OSError, ValueError):
+            what = json.loads(journal.read_text(encoding="utf-8")).get("file", "a file")
+        checks.append(
+            Check(
+                "interrupted ingest",
+                False,
+                f"the ingest of {what} was cut short; part of it is in Chroma until it is rolled back "
+                "(any command that opens the store does that)",
+                REPAIR,
+            )
+        )
+    store = PaperStore(settings, embedder=embedder)
+    store.auto_recover = False  # look, do not touch
+    try:
+        store.open()
+    except MachineFault as exc:  # the message says what to do about the machine; a rebuild would not help
+        checks.append(Check("open", False, str(exc)))
+        return checks
+    except StoreError as exc:
+        checks.append(Check("open", False, str(exc), REBUILD))
+        return checks
+    try:
+        checks.extend(_chroma_checks(store))
+    finally:
+        store.close()
+    return checks
+
+
+def _chroma_checks(store: PaperStore) -> list[Check]:
+    checks: list[Check] = []
+    coll = store.settings.store.collection
+    try:
+        count = store.count_chunks()
+        state = store._state()
+    except Exception as exc:  # Chroma's errors for a damaged index are plain InternalErrors
+        return [Check("Chroma", False, f"cannot read the collection: {type(exc).__name__}: {exc}", REBUILD)]
+    ids = {f"{pid}:{i}" for pid, entry in state.items() for i in entry["chunks"]}
+    incomplete = sorted(
+        pid for pid, e in state.items() if e["chunks"] != set(range(e["n_chunks"])) or not e.get("paper_json")
+    )
+    detail = f"{len(state)} papers in {count} chunks"
+    if incomplete:
+        checks.append(
+            Check("Chroma", False, f"{detail}; {len(incomplete)} papers miss chunks or their record", REBUILD)
+        )
+    else:
+        checks.append(Check("Chroma", True, f"{detail}, every paper complete"))
+
+    lines, wrong = _cache(store.nodes_path, count, coll)
+    if wrong:
+        checks.append(Check("keyword index", False, wrong, REPAIR))
+    else:
+        cached = {json.loads(line)["id"] for line in lines}
+        same = cached == ids
+        extra, gone = len(cached - ids), len(ids - cached)
+        detail = "same chunk ids as Chroma" if same else f"{extra} chunk ids Chroma lacks, {gone} missing"
+        checks.append(Check("keyword index", same, f"{store.nodes_path.name}: {len(cached)} chunks, {detail}", REPAIR))
+
+    lines, wrong = _cache(store.catalog_path, count, coll)
+    if wrong:
+        checks.append(Check("paper cache", False, wrong, REPAIR))
+    else:
+        cached = {json.loads(line)["id"] for line in lines}
+        want = {pid for pid, e in state.items() if e.get("paper_json")}
+        same = cached == want
+        detail = (
+            "same paper ids as Chroma"
+            if same
+            else f"{len(cached - want)} unknown to Chroma, {len(want - cached)} missing"
+        )
+        checks.append(Check("paper cache", same, f"{store.catalog_path.name}: {len(cached)} papers, {detail}", REPAIR))
+
+    if count:
+        checks.extend(_query_checks(store, sorted(ids)))
+    return checks
+
+
+def _query_checks(store: PaperStore, ids: list[str]) -> list[Check]:
+    """Each sampled chunk must be its own nearest neighbour; a stored text must embed to its stored vector."""
+    step = max(1, len(ids) // SAMPLE)
+    sample = ids[::step][:SAMPLE]
+    try:
+        got = store.collection.get(ids=sample, include=["embeddings", "documents"])
+        found = store.collection.query(query_embeddings=got["embeddings"], n_results=1, include=[])
+    except Exception as exc:
+        return [Check("vector index", False, f"a test query failed: {type(exc).__name__}: {exc}", REBUILD)]
+    hits = sum(1 for want, hit in zip(got["ids"], found["ids"], strict=True) if hit and hit[0] == want)
+    checks = [
+        Check(
+            "vector index",
+            hits == len(sample),
+            f"test query: {hits} of {len(sample)} sampled chunks found as their own nearest neighbour",
+            REBUILD,
+        )
+    ]
+    try:
+        vec = store.embedder.embed_texts([got["documents"][0]])[0]
+    except Exception as exc:  # the embedder is part of what a query needs
+        checks.append(Check("embedder", False, f"cannot embed a test query: {exc}", None))
+        return checks
+    stored = got["embeddings"][0]
+    dot = sum(a * b for a, b in zip(vec, stored, strict=True))
+    cos = dot / (math.sqrt(sum(a * a for a in vec)) * math.sqrt(sum(b * b for b in stored)) or 1.0)
+    checks.append(
+        Check(
+            "embedder",
+            cos >= 0.99,
+            f"{store.embedder.describe()}: a stored chunk re-embeds to its stored vector (cosine {cos:.3f})"
+            if cos >= 0.99
+            else f"stored vectors were made by another embedding model (cosine {cos:.3f} to the current one)",
+            REBUILD,
+        )
+    )
+    return checks
+
+
+def repair(settings: Settings, embedder=None) -> str | None:
+    """Roll back an interrupted ingest and rebuild both caches from Chroma; the roll-back note, if any."""
+    with PaperStore(settings, embedder=embedder, read_only=False) as store:
+        store.refresh_caches()
+        return store.recovered

@@ -1,0 +1,979 @@
+"""Paper records -> chunks -> embeddings -> Chroma (through llama-index).
+
+Chroma is the source of truth: every chunk carries its paper's id, year,
+category and authors as metadata, and the first chunk of a paper carries the
+whole record as JSON. Two caches beside it are derived from Chroma and can be
+deleted at any time: ``papers.jsonl`` (the catalog, readable without opening
+Chroma) and ``nodes.jsonl`` (chunk texts for the keyword retriever, because a
+Chroma-backed llama-index index has an empty docstore).
+
+Ingest is atomic per file: before a file's chunks are written, ``ingest-journal.json`` records the chunk ids
+about to be written and the rows they replace; it is removed once the last chunk is in. A journal found when
+the store is opened (a killed or failed ingest) is rolled back first, so a store never shows half a file.
+
+A data folder that cannot be written (a read-only mount) is opened from a temporary copy of its store: reading
+commands work, writing ones are refused with a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+from .config import Settings
+from .corpus import MergeNote, Paper, PaperIndex, ParseIssue, SourceRef, attach_abstract, merge_papers
+from .embed import Embedder
+from .text import split_sentences
+
+log = logging.getLogger(__name__)
+
+ADD_BATCH = 128  # chunks embedded and written per step (progress and memory; atomicity is per file, see above)
+JOURNAL = "ingest-journal.json"
+REBUILD = "assistant ingest --rebuild"
+
+
+class StoreError(RuntimeError):
+    """A store problem with a message meant for the user."""
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+class MachineFault(StoreError):
+    """Disk full, read-only, permission denied: the message names the folder and the fix."""
+
+
+class StoreDamaged(StoreError):
+    """The local store is damaged; the message says what is wrong and to run ``assistant ingest --rebuild``."""
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    chunks_written: int = 0
+    embeddings_reused: int = 0
+    seconds: float = 0.0
+    issues: list[ParseIssue] = field(default_factory=list)
+    merges: list[MergeNote] = field(default_factory=list)  # merges whose records disagreed on a field
+    added_ids: list[str] = field(default_factory=list)
+    updated_ids: list[str] = field(default_factory=list)
+    unchanged_ids: list[str] = field(default_factory=list)
+    attached: int = 0  # abstract-only records joined to a stored paper
+    unmatched: list[SourceRef] = field(default_factory=list)  # abstract-only records matching no paper
+    files_committed: list[str] = field(default_factory=list)
+    papers: dict[str, Paper] = field(default_factory=dict)  # every paper of the call as stored (merged), by id
+
+    @property
+    def papers_per_s(self) -> float:
+        return (self.added + self.updated) / self.seconds if self.seconds else 0.0
+
+
+def paper_hash(paper: Paper) -> str:
+    return hashlib.sha1(paper.model_dump_json().encode()).hexdigest()[:16]
+
+
+def chunk_paper(paper: Paper, count_tokens: Callable[[str], int], max_tokens: int, overlap: int) -> list[TextNode]:
+    """Most abstracts are one chunk; long ones split on sentence boundaries with overlap.
+
+    Every chunk's text starts with the title (and any alternative titles, so both retrievers find a paper under
+    each of its names)."""
+    head = paper.title.strip()
+    if paper.alt_titles:
+        head = f"{head} (also: {'; '.join(t.strip() for t in paper.alt_titles)})"
+    whole = f"{head}\n{paper.abstract.strip()}"
+    if count_tokens(whole) <= max_tokens:
+        pieces = [paper.abstract.strip()]
+    else:
+        sentences = split_sentences(paper.abstract)
+        budget = max(16, max_tokens - count_tokens(head))
+        pieces, current, used = [], [], 0
+        for sent in sentences:
+            n = count_tokens(sent)
+            if current and used + n > budget:
+                pieces.append(" ".join(current))
+                current = current[-overlap:] if overlap else []
+                used = sum(count_tokens(s) for s in current)
+            current.append(sent)
+            used += n
+        if current:
+            pieces.append(" ".join(current))
+    meta_common = {
+        "paper_id": paper.id,
+        "title": paper.title,
+        "year": paper.year or 0,  # Chroma metadata cannot hold None; 0 = unknown
+        "category": paper.category or "",
+        "authors": ", ".join(paper.authors),
+        "has_code": paper.has_code,
+        "paper_hash": paper_hash(paper),
+        "n_chunks": len(pieces),
+    }
+    nodes = []
+    for i, piece in enumerate(pieces):
+        meta = dict(meta_common, chunk=i)
+        if i == 0:
+            meta["paper_json"] = paper.model_dump_json()
+        node = TextNode(id_=f"{paper.id}:{i}", text=f"{head}\n{piece}", metadata=meta)
+        # Only the text is embedded; metadata is for filters and display.
+        node.excluded_embed_metadata_keys = list(meta)
+        node.excluded_llm_metadata_keys = list(meta)
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=paper.id)
+        nodes.append(node)
+    return nodes
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write_lines(path: Path, lines: Iterable[str], durable: bool = False) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temp file behind
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+# -- faults of the machine -------------------------------------------------------------------------------------
+_NO_SPACE = ("no space left", "disk is full", "database or disk is full", "enospc", "quota exceeded")
+_READ_ONLY = ("read-only file system", "readonly database", "attempt to write a readonly")
+_DENIED = ("permission denied", "operation not permitted")
+
+
+def free_mb(folder: Path) -> float | None:
+    for p in (folder, *folder.parents):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(p).free / 1e6
+    return None
+
+
+NEARLY_FULL_MB = 5.0  # a write error with less free than this is a full disk; its rollback waits for the next open
+
+
+def out_of_space(exc: BaseException, free: float | None) -> bool:
+    """Whether ``exc`` is a full disk: ENOSPC/EDQUOT, Chroma's own wording of it, or its write error with under
+    ``NEARLY_FULL_MB`` free (``free`` as `free_mb` gives it)."""
+    nearly_full = free is not None and free < NEARLY_FULL_MB and type(exc).__name__ == "InternalError"
+    text = f"{exc}".casefold()
+    no_space = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _NO_SPACE)
+    return no_space or nearly_full
+
+
+def machine_fault(exc: BaseException, folder: Path) -> str | None:
+    """One line for a fault of the machine (disk full, read-only, permission denied) under ``folder``, or None.
+
+    Chroma reports these as its own errors (``InternalError: Error in compaction…``), so its messages are
+    matched too, and a write error on a nearly full disk is taken for a full disk."""
+    text = f"{exc}".casefold()
+    code = getattr(exc, "errno", None)
+    free = free_mb(folder)
+    if out_of_space(exc, free):
+        left = f"{free:.1f} MB free" if free is not None else "free space unknown"
+        return (
+            f"no space left on the disk holding {folder} ({left}): free some space there, or set "
+            "ASSISTANT_DATA_DIR to a folder on a larger disk, and run the command again; nothing already stored "
+            "was lost"
+        )
+    if code == errno.EROFS or any(s in text for s in _READ_ONLY):
+        return (
+            f"{folder} is on a read-only file system: make it writable, or copy it to a writable folder and set "
+            "ASSISTANT_DATA_DIR there; nothing in it was changed"
+        )
+    if code in (errno.EACCES, errno.EPERM) or any(s in text for s in _DENIED):
+        where = getattr(exc, "filename", None) or folder
+        return (
+            f"permission denied on {where}: make {folder} writable for this user (e.g. chown it), or set "
+            "ASSISTANT_DATA_DIR to a folder you own"
+        )
+    return None
+
+
+# -- checking the files of a local store without opening Chroma -------------------------------------------------
+HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass
+class StoreFiles:
+    """What the files of a local store say, read without Chroma (which would repair or create some of them)."""
+
+    problems: list[str] = field(default_factory=list)
+    chunks: int | None = None  # chunks in the collection, None when not known (no collection, or unreadable)
+    vector_dir: Path | None = None
+
+
+def check_store_files(root: Path, collection: str) -> StoreFiles:
+    """Cheap checks every command runs before opening a local store: ``chroma.sqlite3`` present and not
+    truncated, its tables readable, the collection's vector index files present when it holds chunks."""
+    out = StoreFiles()
+    chroma = root / "chroma"
+    db = chroma / "chroma.sqlite3"
+    catalog = root / "papers.jsonl"
+    if not chroma.is_dir():
+        if catalog.exists():
+            out.problems.append(f"the Chroma folder {chroma} is missing, although the catalog {catalog} is there")
+        return out
+    if not db.is_file() or db.stat().st_size == 0:
+        if catalog.exists() or any(p.is_dir() for p in chroma.iterdir()):
+            out.problems.append(f"{db} is missing or empty, although the store holds other files")
+        return out
+    size = db.stat().st_size
+    with db.open("rb") as fh:
+        header = fh.read(100)
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        out.problems.append(f"{db} is not an SQLite database any more (its header is damaged)")
+        return out
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages = struct.unpack(">I", header[28:32])[0]
+    if header[92:96] == header[24:28] and pages and size < pages * page_size:
+        out.problems.append(f"{db} is truncated ({size:,} of {pages * page_size:,} bytes)")
+        return out
+    if any((chroma / f"chroma.sqlite3{s}").exists() for s in ("-journal", "-wal")):
+        return out  # a transaction was cut short: Chroma's own SQLite recovers it when it opens the file
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
+            row = con.execute("SELECT id FROM collections WHERE name = ?", (collection,)).fetchone()
+            if row is None:
+                if catalog.exists():
+                    out.problems.append(f"the collection '{collection}' is missing from {db}")
+                out.chunks = 0
+                return out
+            segments = dict(con.execute("SELECT scope, id FROM segments WHERE collection = ?", (row[0],)).fetchall())
+            meta = segments.get("METADATA")
+            out.chunks = (
+                con.execute("SELECT count(*) FROM embeddings WHERE segment_id = ?", (meta,)).fetchone()[0]
+                if meta
+                else 0
+            )
+    except sqlite3.DatabaseError as exc:
+        out.problems.append(f"{db} cannot be read: {exc}")
+        return out
+    if segments.get("VECTOR"):
+        out.vector_dir = chroma / segments["VECTOR"]
+        missing = [f for f in HNSW_FILES if not (out.vector_dir / f).is_file()]
+        if out.chunks and missing:
+            out.problems.append(f"the vector index files {', '.join(missing)} are missing from {out.vector_dir}")
+    return out
+
+
+def _forget_failed_system(path: str) -> None:
+    """chromadb 1.5 caches a folder's System before starting it and keeps it when starting fails: every later
+    client for that folder in this process then fails with an AttributeError. Drop such an unused entry."""
+    with contextlib.suppress(Exception):
+        from chromadb.api.shared_system_client import SharedSystemClient as Shared
+
+        if path not in Shared._identifier_to_refcount:
+            Shared._identifier_to_system.pop(path, None)
+
+
+def damaged_message(root: Path, problems: list[str]) -> str:
+    return (
+        f"the paper store in {root} is damaged: {'; '.join(problems)}. Run `{REBUILD}`: it moves the damaged "
+        "store aside and rebuilds it from the corpus files and the files you added"
+    )
+
+
+def _encode_vector(vec) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def _decode_vector(text: str) -> list[float]:
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(text), dtype=np.float32).tolist()
+
+
+class PaperStore:
+    """One process owns a local store folder (Chroma is not process-safe): a lock file enforces it.
+
+    ``read_only``: None (default) opens a folder that cannot be written from a temporary copy, for reading;
+    False refuses such a folder (ingest); True always reads from a copy."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, *, read_only: bool | None = None):
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings)
+        self.read_only = read_only
+        self.root = settings.data_dir  # the folder holding chroma/ and the caches (a temporary copy if read-only)
+        self.recovered: str | None = None  # set when opening rolled back an interrupted ingest
+        self.auto_recover = True  # `assistant doctor` looks at an interrupted ingest instead of rolling it back
+        self._snapshot: Path | None = None
+        self._lock_fh = None
+        self._client = None
+        self._collection = None
+        self._vector_store = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def describe(self) -> str:
+        if self.settings.store.chroma_url:
+            return f"Chroma server {self.settings.store.chroma_url} collection '{self.settings.store.collection}'"
+        where = f"Chroma folder {self.settings.chroma_dir} collection '{self.settings.store.collection}'"
+        return where + (f" (read-only: read from a copy in {self._snapshot})" if self._snapshot else "")
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.settings.store.chroma_url)
+
+    def open(self) -> PaperStore:
+        if self._collection is not None:
+            return self
+        if self._client is None:
+            self._connect()
+        # embedding_function=None: vectors always come from our embedder, never Chroma's downloader.
+        try:
+            self._collection = self._client.get_or_create_collection(
+                self.settings.store.collection,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            self.close()
+            raise self._error(exc, "open the Chroma collection") from exc
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self._vector_store = ChromaVectorStore(chroma_collection=self._collection)
+        try:
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _error(self, exc: BaseException, doing: str) -> StoreError:
+        """A store error for the user: a machine fault in one line, else what failed."""
+        fault = machine_fault(exc, self.settings.data_dir)
+        if fault:
+            return MachineFault(fault)
+        denied = self._unwritable()
+        if denied is not None:  # SQLite says "unable to open database file" for a folder it may not write
+            return MachineFault(
+                f"permission denied: {denied} cannot be written by this user, so the store cannot be opened; make "
+                f"{self.settings.data_dir} writable for this user (e.g. chown -R it), or set ASSISTANT_DATA_DIR to a "
+                "folder you own"
+            )
+        return StoreError(f"cannot {doing} in {self.root / 'chroma'}: {type(exc).__name__}: {exc}")
+
+    def _unwritable(self) -> Path | None:
+        """The first part of a local store this process may not write (Chroma needs to write them all)."""
+        if self.remote or self._snapshot is not None:
+            return None
+        chroma = self.root / "chroma"
+        parts = [self.root, chroma, chroma / "chroma.sqlite3"]
+        if chroma.is_dir():
+            parts += sorted(p for p in chroma.iterdir() if p.is_dir())
+        return next((p for p in parts if p.exists() and not os.access(p, os.W_OK)), None)
+
+    def _writable(self) -> bool:
+        return os.access(self.settings.data_dir, os.W_OK)
+
+    def _connect(self) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        url = self.settings.store.chroma_url
+        data_dir = self.settings.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the data folder {data_dir}: {exc.strerror}. "
+                "Point ASSISTANT_DATA_DIR at a folder you can write to."
+            ) from exc
+        if url:
+            parsed = urlparse(url if "://" in url else f"http://{url}")
+            try:
+                self._client = chromadb.HttpClient(
+                    host=parsed.hostname or "127.0.0.1",
+                    port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                    ssl=parsed.scheme == "https",
+                    settings=chroma_settings,
+                )
+                self._client.heartbeat()
+            except Exception as exc:  # chromadb raises a variety of transport errors
+                raise StoreError(f"Cannot reach the Chroma server at {url}: {exc}. Is `chroma run` up?") from exc
+            return
+        if self.read_only or not self._writable():
+            if self.read_only is False:
+                raise StoreError(self._read_only_message())
+            self._open_snapshot()
+        else:
+            self._acquire_lock()
+        files = check_store_files(self.root, self.settings.store.collection)
+        if files.problems:
+            self._release_lock()
+            raise StoreDamaged(damaged_message(self.settings.data_dir, files.problems))
+        path = str(self.root / "chroma")
+        try:
+            self._client = chromadb.PersistentClient(path=path, settings=chroma_settings)
+        except Exception as exc:
+            self._release_lock()
+            _forget_failed_system(path)
+            raise self._error(exc, "open the Chroma store") from exc
+
+    def _read_only_message(self) -> str:
+        return (
+            f"The store folder {self.settings.data_dir} is read-only (or not writable for this user). Make it "
+            "writable, or copy it to a writable folder and point ASSISTANT_DATA_DIR there; nothing in it was changed."
+        )
+
+    def _open_snapshot(self) -> None:
+        """Read a store that cannot be written from a private temporary copy (Chroma writes even to read)."""
+        src = self.settings.data_dir
+        tmp = Path(tempfile.mkdtemp(prefix="paper-assistant-readonly-"))
+        try:
+            if (src / "chroma").is_dir():
+                shutil.copytree(src / "chroma", tmp / "chroma")
+            for name in ("papers.jsonl", "nodes.jsonl", JOURNAL):
+                if (src / name).is_file():
+                    shutil.copy2(src / name, tmp / name)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            fault = machine_fault(exc, tmp.parent)
+            raise StoreError(f"{src} is read-only and it cannot be copied to read it: {fault or exc}") from None
+        self._snapshot = self.root = tmp
+        self.read_only = True
+        log.info("%s is read-only: reading a copy of its store in %s", src, tmp)
+
+    def close(self) -> None:
+        self._collection = None
+        self._vector_store = None
+        if self._client is not None and hasattr(self._client, "close"):
+            # Chroma shares one system per folder in a process: the last close releases its files, so a store
+            # moved aside or rebuilt in this process is opened afresh, not through a stale cached system
+            with contextlib.suppress(Exception):
+                self._client.close()
+        self._client = None
+        self._release_lock()
+        if self._snapshot is not None:
+            shutil.rmtree(self._snapshot, ignore_errors=True)
+            self._snapshot = None
+            self.root = self.settings.data_dir
+
+    def __enter__(self) -> PaperStore:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def lock(self) -> None:
+        """Take the store folder's lock without opening Chroma (``set_aside`` needs it)."""
+        try:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(machine_fault(exc, self.settings.data_dir) or str(exc)) from None
+        if not self._writable():
+            raise StoreError(self._read_only_message())
+        self._acquire_lock()
+
+    def _acquire_lock(self) -> None:
+        if self._lock_fh is not None:
+            return
+        path = self.settings.data_dir / "store.lock"
+        try:
+            fh = path.open("a+")
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(
+                    f"The store folder {self.settings.data_dir} is read-only ({exc.strerror}). Make it writable, or "
+                    "copy it to a writable folder and point ASSISTANT_DATA_DIR there; nothing in it was changed."
+                ) from None
+            raise StoreError(
+                machine_fault(exc, self.settings.data_dir)
+                or f"Cannot use the store folder {self.settings.data_dir}: {exc.strerror}. "
+                "Point ASSISTANT_DATA_DIR at a folder you can write to."
+            ) from exc
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreLocked(
+                f"The store in {self.settings.data_dir} is in use by {holder}. Chroma allows one process per folder: "
+                "stop that process, or run `chroma run` and set ASSISTANT_STORE__CHROMA_URL to share it."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _release_lock(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    @property
+    def collection(self):
+        if self._collection is None:
+            self.open()
+        return self._collection
+
+    @property
+    def vector_store(self):
+        if self._vector_store is None:
+            self.open()
+        return self._vector_store
+
+    # -- reading ---------------------------------------------------------------------------
+    def count_chunks(self) -> int:
+        return self.collection.count()
+
+    def _scan(self, include: list[str], where: dict | None = None, page: int = 5000):
+        """Yield (id, document, metadata) for every chunk, a page at a time."""
+        offset = 0
+        while True:
+            got = self.collection.get(include=include, where=where, limit=page, offset=offset)
+            ids = got["ids"]
+            if not ids:
+                return
+            docs = got.get("documents") or [None] * len(ids)
+            metas = got.get("metadatas") or [{}] * len(ids)
+            yield from zip(ids, docs, metas, strict=True)
+            offset += len(ids)
+
+    def _state(self) -> dict[str, dict]:
+        """paper_id -> {hash, n_chunks, chunks (present indices), paper_json}."""
+        state: dict[str, dict] = {}
+        for _id, _doc, meta in self._scan(["metadatas"]):
+            entry = state.setdefault(meta["paper_id"], {"chunks": set(), "hash": None, "n_chunks": 0})
+            entry["chunks"].add(meta.get("chunk", 0))
+            entry["hash"] = meta.get("paper_hash")
+            entry["n_chunks"] = meta.get("n_chunks", 1)
+            if "paper_json" in meta:
+                entry["paper_json"] = meta["paper_json"]
+        return state
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "papers.jsonl"
+
+    @property
+    def nodes_path(self) -> Path:
+        return self.root / "nodes.jsonl"
+
+    def papers(self) -> list[Paper]:
+        """All stored papers, from the catalog cache when it is current."""
+        cached = self._read_cache(self.catalog_path)
+        if cached is not None:
+            return [Paper.model_validate_json(line) for line in cached]
+        self.refresh_caches()
+        return self.papers()
+
+    def nodes(self) -> list[TextNode]:
+        """All chunks (text + metadata) for the keyword retriever."""
+        cached = self._read_cache(self.nodes_path)
+        if cached is None:
+            self.refresh_caches()
+            cached = self._read_cache(self.nodes_path) or []
+        nodes = []
+        for line in cached:
+            row = json.loads(line)
+            nodes.append(TextNode(id_=row["id"], text=row["text"], metadata=row["metadata"]))
+        return nodes
+
+    def _read_cache(self, path: Path) -> list[str] | None:
+        """Lines of a cache file if its stamp matches the collection, else None."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return None
+        if not lines:
+            return None
+        try:
+            stamp = json.loads(lines[0])
+        except ValueError:
+            return None
+        if stamp.get("chunks") != self.count_chunks() or stamp.get("collection") != self.settings.store.collection:
+            return None
+        return lines[1:]
+
+    def refresh_caches(self) -> None:
+        stamp = json.dumps({"chunks": self.count_chunks(), "collection": self.settings.store.collection})
+        papers, nodes = [], []
+        for cid, doc, meta in self._scan(["documents", "metadatas"]):
+            if "paper_json" in meta:
+                papers.append(meta["paper_json"])
+            keep = {k: v for k, v in meta.items() if not k.startswith("_") and k not in ("paper_json",)}
+            nodes.append(json.dumps({"id": cid, "text": doc, "metadata": keep}, ensure_ascii=False))
+        papers.sort()
+        try:
+            _atomic_write_lines(self.catalog_path, [stamp, *papers])
+            _atomic_write_lines(self.nodes_path, [stamp, *nodes])
+        except OSError as exc:
+            raise self._error(exc, "write the caches") from exc
+
+    def _drop_caches(self) -> None:
+        for cache in (self.catalog_path, self.nodes_path):
+            cache.unlink(missing_ok=True)
+
+    # -- writing ---------------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if self._snapshot is not None or self.read_only:
+            raise StoreError(self._read_only_message())
+
+    def rebuild(self) -> None:
+        """Drop the collection and its caches; the next ingest starts from nothing."""
+        self._require_writable()
+        name = self.settings.store.collection
+        try:
+            self.open()
+            self._client.delete_collection(name)
+        except StoreError:
+            raise
+        except Exception as exc:  # a missing collection is fine
+            log.debug("delete_collection(%s): %s", name, exc)
+        self._collection = self._vector_store = None
+        self._drop_caches()
+        (self.root / JOURNAL).unlink(missing_ok=True)
+        self.open()
+
+    def set_aside(self) -> Path | None:
+        """Move a (damaged) store out of the way, without opening it: ``data_dir/damaged-<time>/`` receives
+        ``chroma/``, the caches and any journal. Needs the lock (``lock()``); returns the new folder."""
+        if self._lock_fh is None:
+            raise RuntimeError("set_aside needs the store lock")
+        data = self.settings.data_dir
+        items = [data / n for n in ("chroma", "papers.jsonl", "nodes.jsonl", JOURNAL) if (data / n).exists()]
+        if not items:
+            return None
+        dest = data / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = data / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        try:
+            dest.mkdir()
+            for item in items:
+                os.replace(item, dest / item.name)  # a rename in the same folder: nothing is copied
+        except OSError as exc:
+            raise StoreError(machine_fault(exc, data) or f"cannot move the store aside to {dest}: {exc}") from None
+        return dest
+
+    # -- ingest ---------------------------------------------------------------------------
+    def ingest(
+        self,
+        papers: list[Paper],
+        progress: bool = True,
+        orphans: Iterable[tuple[str, SourceRef]] = (),
+        dry_run: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+        file_order: Iterable[str] = (),
+    ) -> IngestReport:
+        """Add new papers, update changed ones, leave identical ones alone (idempotent), one file at a time.
+
+        A record of a paper already stored (``corpus.PaperIndex``: same title, alternative title or abstract) is
+        united with it by ``corpus.merge_papers``; ``orphans`` (abstract-only records) are attached to the stored
+        paper with their abstract. The papers a file brings (by their first record in this call) are written as
+        one unit: all of them or, after a crash or error, none (see the module docstring). ``dry_run`` only says
+        what would be added, updated or left alone; ``on_progress(chunks_done, chunks_total)`` follows the writing;
+        ``file_order`` is the order the files' units are written in (files not in it come last)."""
+        if not dry_run:
+            self._require_writable()
+        started = time.perf_counter()
+        report = IngestReport()
+        state = self._state()
+        stored = {pid: Paper.model_validate_json(e["paper_json"]) for pid, e in state.items() if e.get("paper_json")}
+        index = PaperIndex()
+        for pid, paper in stored.items():
+            index.add(paper, pid)
+        planned: dict[str, Paper] = {}
+        origin: dict[str, str] = {}  # paper id -> the file whose unit writes it
+        for paper in papers:
+            found = index.find(paper)
+            pid = found[0] if found else paper.id
+            origin.setdefault(pid, paper.sources[0].file if paper.sources else "")
+            base = planned.get(pid) or stored.get(pid)
+            if base is not None:
+                paper, notes = merge_papers([base, paper])
+                report.merges.extend(notes)
+            planned[pid] = paper
+            index.add(paper, pid)
+        for abstract, ref in orphans:
+            found = index.find_abstract(abstract)
+            if found is None:
+                report.unmatched.append(ref)
+                continue
+            pid = found[0]
+            planned[pid], notes = attach_abstract(planned.get(pid) or stored[pid], abstract, ref)
+            report.merges.extend(notes)
+            report.attached += 1
+            origin.setdefault(pid, ref.file)
+
+        units: dict[str, list[tuple[str, Paper]]] = {}
+        for pid, paper in planned.items():
+            prev = state.get(pid)
+            complete = prev is not None and prev["chunks"] == set(range(prev["n_chunks"]))
+            if complete and prev["hash"] == paper_hash(paper):
+                report.unchanged += 1
+                report.unchanged_ids.append(pid)
+                continue
+            if prev is None:
+                report.added += 1
+                report.added_ids.append(pid)
+            else:
+                report.updated += 1
+                report.updated_ids.append(pid)
+            units.setdefault(origin[pid], []).append((pid, paper))
+        order = {f: i for i, f in enumerate(file_order)}  # files are written in the order they were read
+        units = dict(sorted(units.items(), key=lambda kv: order.get(kv[0], len(order))))
+        report.papers = planned
+        if dry_run:
+            report.seconds = time.perf_counter() - started
+            return report
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        chunked = {
+            file: [
+                n
+                for _pid, paper in items
+                for n in chunk_paper(
+                    paper,
+                    self.embedder.count_tokens,
+                    self.settings.chunk.max_tokens,
+                    self.settings.chunk.overlap_sentences,
+                )
+            ]
+            for file, items in units.items()
+        }
+        total = sum(len(nodes) for nodes in chunked.values())
+        columns = [TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, disable=not progress or not total, transient=False) as bar:
+            task = bar.add_task("embed", total=total)
+
+            def advance(n: int) -> None:
+                bar.advance(task, n)
+                if on_progress is not None:
+                    on_progress(report.chunks_written, total)
+
+            if units:
+                self._drop_caches()  # derived from Chroma: rebuilt below, or on the next read after a crash
+            for file, items in units.items():
+                try:
+                    self._write_unit(file, [pid for pid, _ in items], chunked[file], state, report, advance)
+                except StoreError as exc:
+                    exc.report = report  # type: ignore[attr-defined]
+                    raise
+                report.files_committed.append(file)
+        if units or not self.catalog_path.exists():
+            self.refresh_caches()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _write_unit(
+        self,
+        file: str,
+        pids: list[str],
+        nodes: list[TextNode],
+        state: dict[str, dict],
+        report: IngestReport,
+        advance: Callable[[int], None],
+    ) -> None:
+        """Write one file's papers all together: journal, replace, embed and add, then drop the journal."""
+        stale = [f"{pid}:{i}" for pid in pids if pid in state for i in sorted(state[pid]["chunks"])]
+        old = {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
+        if stale:
+            old = self.collection.get(ids=stale, include=["documents", "metadatas", "embeddings"])
+        journal = {
+            "file": file,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "written": [n.node_id for n in nodes],
+            "restore": [
+                {"id": i, "document": d, "metadata": m, "embedding": _encode_vector(e)}
+                for i, d, m, e in zip(old["ids"], old["documents"], old["metadatas"], old["embeddings"], strict=True)
+            ],
+        }
+        # an unchanged chunk text keeps its vector: an update that only adds a source or an author re-embeds nothing
+        reuse = {d: e for d, e in zip(old["documents"], old["embeddings"], strict=True)}
+        try:
+            _atomic_write_lines(self.root / JOURNAL, [json.dumps(journal)], durable=True)
+        except OSError as exc:
+            raise self._error(exc, f"start the ingest of {file}") from exc
+        try:
+            if stale:
+                self.collection.delete(ids=stale)
+            for start in range(0, len(nodes), ADD_BATCH):
+                batch = nodes[start : start + ADD_BATCH]
+                todo = [n for n in batch if n.get_content() not in reuse]
+                vectors = self.embedder.embed_texts([n.get_content() for n in todo]) if todo else []
+                for node, vec in zip(todo, vectors, strict=True):
+                    node.embedding = vec
+                for node in batch:
+                    if node.embedding is None:
+                        node.embedding = list(map(float, reuse[node.get_content()]))
+                        report.embeddings_reused += 1
+                self.vector_store.add(batch)
+                report.chunks_written += len(batch)
+                advance(len(batch))
+        except BaseException as exc:
+            # With the disk really full, Chroma's delete can block for good inside its bindings (seen in CI): the
+            # journal stays and the unit is rolled back when the store is next opened, with space again.
+            free = free_mb(self.settings.data_dir)
+            no_room = out_of_space(exc, free) and (free is None or free < NEARLY_FULL_MB)
+            undone = False if no_room else self._rollback(journal)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            fault = machine_fault(exc, self.settings.data_dir)
+            what = fault or f"storing {file} failed: {type(exc).__name__}: {exc}"
+            outcome = (
+                f"the ingest of {file} was rolled back: none of its records is stored"
+                if undone
+                else f"the ingest of {file} is rolled back when the store is next opened"
+            )
+            raise (MachineFault if fault else StoreError)(f"{what}. {outcome.capitalize()}.") from exc
+        (self.root / JOURNAL).unlink(missing_ok=True)
+        _fsync_dir(self.root)
+
+    def _rollback(self, journal: dict) -> bool:
+        """Undo a unit: remove what it wrote, put back the rows it replaced. False (journal kept) if that fails."""
+        try:
+            written = journal["written"]
+            for start in range(0, len(written), 1000):
+                self.collection.delete(ids=written[start : start + 1000])
+            rows = journal["restore"]
+            for start in range(0, len(rows), 1000):
+                part = rows[start : start + 1000]
+                self.collection.upsert(
+                    ids=[r["id"] for r in part],
+                    documents=[r["document"] for r in part],
+                    metadatas=[r["metadata"] for r in part],
+                    embeddings=[_decode_vector(r["embedding"]) for r in part],
+                )
+        except Exception as exc:  # most often the disk is still full: the journal stays for the next open
+            log.warning(
+                "rolling back the ingest of %s failed (%s); it is retried on the next open", journal["file"], exc
+            )
+            return False
+        self._drop_caches()
+        (self.root / JOURNAL).unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        return True
+
+    def _recover(self) -> None:
+        """Roll back an ingest that a crash or kill interrupted (see the module docstring)."""
+        path = self.root / JOURNAL
+        if not self.auto_recover:
+            return
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise StoreDamaged(damaged_message(self.settings.data_dir, [f"{path} cannot be read ({exc})"])) from None
+        if not self._rollback(journal):
+            low = (free_mb(self.root) or 100.0) < 5
+            why = (
+                machine_fault(OSError(errno.ENOSPC, "No space left"), self.settings.data_dir) if low else "see the log"
+            )
+            raise StoreError(
+                f"an ingest of {journal['file']} was interrupted and cannot be rolled back yet ({why}); "
+                "run the command again once that is fixed"
+            )
+        self.recovered = (
+            f"an interrupted ingest of {journal['file']} was rolled back: none of its records is stored; "
+            "ingest it again to add it"
+        )
+        log.warning("%s", self.recovered)
+
+    # -- the user's added files (kept so that `ingest --rebuild` can read them again) ------------------------------
+    def keep_added(self, path: Path, name: str) -> None:
+        """Keep a copy of a corpus file the user added (``added/`` in the data folder), once per content."""
+        self._require_writable()
+        folder = self.settings.data_dir / ADDED
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        manifest = folder / "manifest.jsonl"
+        known = {row["sha256"] for row in _read_manifest(manifest)}
+        if digest in known:
+            return
+        base = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name)[:80] or "file"
+        copy = folder / f"{digest[:16]}-{base}"
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp = copy.with_name(copy.name + ".tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, copy)
+            with manifest.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"copy": copy.name, "name": name, "sha256": digest, "added": time.time()}) + "\n")
+        except OSError as exc:
+            raise StoreError(
+                machine_fault(exc, self.settings.data_dir) or f"cannot keep a copy of {name}: {exc}"
+            ) from None
+
+
+ADDED = "added"
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            rows.append(json.loads(line))
+    return rows
+
+
+def added_files(settings: Settings) -> list[tuple[str, str]]:
+    """(path of the kept copy, the name the user gave it) for every file the user added, oldest first."""
+    folder = settings.data_dir / ADDED
+    return [
+        (str(folder / row["copy"]), row["name"])
+        for row in _read_manifest(folder / "manifest.jsonl")
+        if (folder / row.get("copy", "")).is_file()
+    ]
+
+
+def read_catalog(path: Path) -> list[Paper]:
+    """The papers a (possibly stale or damaged) catalog lists; unreadable lines are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(Paper.model_validate_json(line))
+    return out

@@ -1,0 +1,957 @@
+"""The Gradio 6 app: streaming cited chat with a sources panel, filters, a corpus browser, uploads and evals.
+
+``create_app(settings)`` builds the page around a ``Backend`` that opens the store and starts the LLM in the
+background (tests pass an existing ``Assistant``); ``launch_app()`` serves it. Each browser session keeps its
+own conversation in a ``gr.State``; generations go through one queue slot per model slot (one for the embedded
+llama.cpp server), so other users wait with a visible queue position instead of failing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import evaluation
+from ..answer import Answer, Assistant
+from ..config import Settings, get_settings
+from ..filters import Filters
+from . import render
+from .backend import Backend, UploadedFile, max_upload_bytes, ui_login
+from .static import CSS, JS
+
+log = logging.getLogger(__name__)
+
+ANY = "any"
+
+# Real questions about the seed corpus: factoid, comparisons, a filter, a refusal, and a follow-up to the first.
+EXAMPLES: list[tuple[str, str]] = [
+    ("How does DoViT reduce the cost of semantic segmentation, and what does it lose?", "DoViT: cost and accuracy"),
+    ("How much faster is it?", "↳ follow-up: how much faster is it?"),
+    ("Compare Gold-YOLO and DAMO-YOLO: how does each redesign the multi-scale fusion neck?", "Gold-YOLO vs DAMO-YOLO"),
+    ("How do FLatten Transformer and SLAB differ in how they make attention cheaper?", "FLatten vs SLAB attention"),
+    ("What AP and frame rate does Gold-YOLO-N reach on COCO, and on which GPU?", "Gold-YOLO-N: AP and FPS"),
+    ("Which offline reinforcement learning papers has Yang Yue co-authored?", "Yang Yue's offline RL papers"),
+    ("Which papers from 2023 propose early-exiting networks?", "2023 early-exit papers"),
+    ("What mAP does YOLOv8 achieve on COCO?", "YOLOv8 (not in the corpus)"),
+]
+
+
+def _clean(question: str | None) -> str:
+    """As the pipeline cleans a question (printable characters, trimmed), to judge empty and over-long ones."""
+    return "".join(ch for ch in (question or "") if ch.isprintable() or ch in "\n\t").strip()
+
+
+def new_session() -> dict:
+    return {"turns": [], "shown": None}
+
+
+def _pending_turn(question: str) -> dict:
+    return {"question": question, "kind": "pending", "text": "", "status": "waiting for a free model slot…"}
+
+
+# -- session -> chat -----------------------------------------------------------------------------------------
+def chat_messages(session: dict) -> list[dict]:
+    messages: list[dict] = []
+    for i, turn in enumerate(session["turns"]):
+        messages.append({"role": "user", "content": render.esc(turn["question"])})
+        kind = turn["kind"]
+        if kind == "answer":
+            content = render.answer_markdown(turn["answer"], i)
+        elif kind == "pending":
+            content = render.streaming_markdown(turn.get("text", ""), turn.get("status"))
+        elif kind == "stopped":
+            partial = render.esc(turn.get("text", ""))
+            content = (partial + "\n\n" if partial else "") + '<div class="answer-meta status">■ stopped</div>'
+        else:
+            content = render.notice_markdown(turn.get("text", ""))
+        messages.append({"role": "assistant", "content": content})
+    return messages
+
+
+def pipeline_history(session: dict, upto: int | None = None) -> list[dict]:
+    """The conversation the pipeline sees: questions and checked answers (notices and failures left out)."""
+    history: list[dict] = []
+    for turn in session["turns"][:upto]:
+        answer: Answer | None = turn.get("answer")
+        if turn["kind"] == "answer" and answer is not None and not answer.error:
+            history += [{"role": "user", "content": turn["question"]}, answer.as_message()]
+    return history
+
+
+def answer_choices(session: dict) -> list[tuple[str, str]]:
+    out = []
+    for i, turn in enumerate(session["turns"]):
+        if turn["kind"] == "answer":
+            q = turn["question"]
+            out.append((f"{i + 1}. {q[:70]}{'…' if len(q) > 70 else ''}", str(i)))
+    return out
+
+
+def parse_filters(
+    year_from,
+    year_to,
+    category,
+    author,
+    date_from=None,
+    date_to=None,
+    first_author=None,
+    affiliation=None,
+    has_code=False,
+) -> Filters | None:
+    """Filters from the controls (several authors separated by ';'); ValueError with a readable message."""
+
+    def year(value) -> int | None:
+        if value in (None, "", ANY):
+            return None
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"year {value!r} is not a year") from None
+
+    def text(value) -> str | None:
+        return None if value in (None, "", ANY) else str(value).strip() or None
+
+    f = Filters.from_options(
+        year_from=year(year_from),
+        year_to=year(year_to),
+        date_from=text(date_from),
+        date_to=text(date_to),
+        category=text(category),
+        authors=[a for a in (text(author) or "").split(";") if a.strip()],
+        first_author=text(first_author),
+        affiliation=text(affiliation),
+        has_code=bool(has_code),
+    )
+    return None if f.is_empty() else f
+
+
+class AppUI:
+    """Handlers of the page, bound to one backend."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.settings = backend.settings
+
+    # -- status ----------------------------------------------------------------------------------------------
+    def status_html(self) -> str:
+        b = self.backend
+        d = b.describe()
+        esc = render.esc
+        parts = []
+        if b.ready:
+            server = getattr(b.assistant.llm, "server", None)
+            if server is not None and not server.is_alive():
+                parts.append('<span class="dot failed">●</span><b>LLM server down</b> — restarted on the next question')
+            else:
+                parts.append('<span class="dot ready">●</span><b>Ready</b>')
+        elif b.store_error:
+            parts.append(f'<span class="dot failed">●</span><b>Store unavailable</b>: {esc(b.store_error)}')
+        elif b.llm_error:
+            parts.append(
+                f'<span class="dot failed">●</span><b>LLM unavailable</b>: {esc(b.llm_error.splitlines()[0])} — '
+                "search, the corpus and uploads work; the next question retries"
+            )
+        else:
+            parts.append(
+                f'<span class="dot starting">●</span><b>Starting</b>: {esc(b.phase)} ({b.starting_for():.0f} s) — '
+                "questions asked now are answered once the model is up"
+            )
+        title = (
+            '<div id="app-title"><h1>Paper assistant</h1><span class="sub">ML paper abstracts, answered with checked '
+            "citations</span></div>"
+        )
+        if b.store_ready and not b.papers():
+            parts.append(
+                '<span class="dot failed">●</span><b>The store is empty</b>: add papers in the <i>Add papers</i> tab '
+                "or run <code>assistant ingest</code>"
+            )
+        for key in ("llm", "embedder", "store"):
+            if key in d:
+                full = d[key]
+                short = render.model_label(full) if key == "llm" else render.shorten_paths(full)
+                short = short.replace("local sentence-transformers model ", "").replace("Chroma folder ", "Chroma ")
+                parts.append(
+                    f'<span class="k">{"LLM" if key == "llm" else key}</span> '
+                    f'<span title="{esc(full)}">{esc(short)}</span>'
+                )
+        return f'{title}<div id="status-line">{" · ".join(parts)}</div>'
+
+    def facet_updates(self) -> tuple:
+        facets = self.backend.facets()
+        years = [ANY, *[str(y) for y in facets["years"]]]
+        cats = [(ANY, ANY), *[(f"{c} · {n}", c) for c, n in facets["categories"]]]
+        return (
+            gr.update(choices=years),
+            gr.update(choices=years),
+            gr.update(choices=cats),
+            gr.update(choices=facets["authors"]),
+            gr.update(choices=facets["authors"]),
+            gr.update(choices=facets["affiliations"]),
+            gr.update(choices=cats),
+            gr.update(choices=years),
+        )
+
+    def on_load(self, loaded: bool):
+        """Status, and (once the store is open) the filter choices, the corpus table and the plots."""
+        b = self.backend
+        timer = gr.Timer(value=10 if b.ready else 1.5, active=True)
+        if not b.store_ready or loaded:
+            return (self.status_html(), timer, loaded, *([gr.skip()] * 6), *([gr.skip()] * 4))
+        return (self.status_html(), timer, True, *self.facet_updates(), *self.corpus_outputs("", ANY, ANY, False))
+
+    # -- chat ------------------------------------------------------------------------------------------------
+    def on_submit(self, question: str, session: dict):
+        """Echo the question at once (the answer step may wait in the queue). Empty: nothing happens."""
+        q = _clean(question)
+        if not q:
+            raise gr.Error("empty question", visible=False, print_exception=False)
+        limit = self.settings.max_question_chars
+        if len(q) > limit:
+            raise gr.Error(
+                f"The question is {len(q):,} characters long; the limit is {limit:,}. Shorten it.",
+                title="Question too long",
+                print_exception=False,
+            )
+        session["turns"].append(_pending_turn(q))
+        return chat_messages(session), session, ""
+
+    def on_answer(
+        self,
+        session: dict,
+        year_from,
+        year_to,
+        category,
+        author,
+        top_k,
+        date_from=None,
+        date_to=None,
+        first_author=None,
+        affiliation=None,
+        has_code=False,
+    ):
+        """Stream the answer to the pending question: chat, session, sources, answer selector, answer JSON."""
+        skip = gr.skip()
+        turns = session["turns"]
+        index = next((i for i in range(len(turns) - 1, -1, -1) if turns[i]["kind"] == "pending"), None)
+        if index is None:
+            yield chat_messages(session), session, skip, skip, skip
+            return
+        turn = turns[index]
+
+        def stream_out():
+            return chat_messages(session), session, skip, skip, skip
+
+        def finish_notice(message: str):
+            turn.update(kind="notice", text=message, status=None)
+            return self._with_sources(session)
+
+        try:
+            filters = parse_filters(
+                year_from, year_to, category, author, date_from, date_to, first_author, affiliation, has_code
+            )
+        except ValueError as exc:
+            yield finish_notice(f"Check the filters: {exc}.")
+            return
+        k = int(top_k) if top_k else None
+
+        # wait for start-up (the page is served while the store loads and the model starts)
+        deadline = time.monotonic() + self.settings.llm.startup_timeout_s + 120
+        retried = False
+        while not self.backend.ready:
+            b = self.backend
+            if b.store_error:
+                yield finish_notice(b.unavailable_reason())
+                return
+            if b.llm_error:
+                if not retried and b.retry_llm():
+                    retried = True
+                else:
+                    yield finish_notice(b.unavailable_reason() + " Ask again to retry.")
+                    return
+            if time.monotonic() > deadline:
+                yield finish_notice("The model is taking too long to start; see the server log.")
+                return
+            turn["status"] = f"waiting for the model to start: {b.phase} ({b.starting_for():.0f} s)"
+            yield stream_out()
+            b.wait(1.0)
+
+        run = self.backend.answer(turn["question"], pipeline_history(session, index), filters, k)
+        finished = False
+        answer: Answer | None = None
+        last = 0.0
+        phase, phase_started = "retrieving", time.monotonic()
+        turn["status"] = phase
+        try:
+            yield stream_out()
+            for item in run.events():
+                now = time.monotonic()
+                if item is None:
+                    # a clock while the model reads the prompt; the yield also lets Stop close this generator
+                    if now - last >= 1.0 and turn["kind"] == "pending" and not turn.get("text"):
+                        last = now
+                        turn["status"] = f"{phase} ({now - phase_started:.0f} s)"
+                        yield stream_out()
+                    continue
+                if item.kind == "status":
+                    phase, phase_started = str(item.data), now
+                    turn["status"] = phase
+                elif item.kind == "evidence":
+                    # the sources panel shows the selected evidence at once, while the model reads the prompt
+                    papers = self.backend.retriever.papers if self.backend.store_ready else {}
+                    panel = render.evidence_panel(item.data, turn["question"], papers, index, question_no=index + 1)
+                    yield chat_messages(session), session, panel, skip, skip
+                    continue
+                elif item.kind == "token":
+                    turn["text"] = turn.get("text", "") + str(item.data)
+                    turn["status"] = None
+                elif item.kind == "answer":
+                    answer = item.data
+                elif item.kind == "question_error":
+                    turn.update(kind="notice", text=str(item.data), status=None)
+                elif item.kind == "crash":
+                    turn.update(
+                        kind="notice",
+                        text=f"Something went wrong while answering ({item.data}). The details are in the server "
+                        "log; ask again.",
+                        status=None,
+                    )
+                if item.kind != "token" or now - last >= 0.08:
+                    last = now
+                    if turn["kind"] == "pending":
+                        yield stream_out()
+            finished = True
+        finally:
+            if not finished:  # closed early: Stop, New chat, or the browser went away
+                run.cancel()
+                if turn["kind"] == "pending":
+                    turn.update(kind="stopped", status=None)
+        if answer is not None:
+            turn.update(kind="answer", answer=answer, status=None)
+            session["shown"] = index
+            yield self._with_sources(session)
+        else:
+            if turn["kind"] == "pending":  # the stream ended without an answer (should not happen)
+                turn.update(kind="notice", text="The answer stream ended without an answer; ask again.")
+            yield self._with_sources(session)
+
+    def _with_sources(self, session: dict):
+        return chat_messages(session), session, *self.sources_outputs(session)
+
+    def sources_outputs(self, session: dict) -> tuple:
+        shown = session.get("shown")
+        turns = session["turns"]
+        if shown is None or shown >= len(turns) or turns[shown]["kind"] != "answer":
+            choices = answer_choices(session)
+            return render.EMPTY_SOURCES, gr.update(choices=choices, value=None, visible=bool(choices)), None
+        answer: Answer = turns[shown]["answer"]
+        papers = self.backend.retriever.papers if self.backend.store_ready else {}
+        html = render.sources_panel(answer, shown, papers, question_no=shown + 1)
+        return (
+            html,
+            gr.update(choices=answer_choices(session), value=str(shown), visible=True),
+            answer.model_dump(mode="json", exclude={"question"}),
+        )
+
+    def on_ask_api(
+        self,
+        question: str,
+        year_from,
+        year_to,
+        category,
+        author,
+        top_k,
+        date_from="",
+        date_to="",
+        first_author=None,
+        affiliation=None,
+        has_code=False,
+        session: dict | None = None,
+    ):
+        """One call for API clients: add the question and stream its answer (same outputs as the chat). The extra
+        filters default to none, so clients written for the first six inputs keep working."""
+        session = session if session is not None else new_session()
+        q = _clean(question)
+        if not q:
+            yield self._with_sources(session)
+            return
+        limit = self.settings.max_question_chars
+        if len(q) > limit:
+            raise gr.Error(f"The question is {len(q):,} characters long; the limit is {limit:,}. Shorten it.")
+        session["turns"].append(_pending_turn(q))
+        more = (date_from, date_to, first_author, affiliation, has_code)
+        yield from self.on_answer(session, year_from, year_to, category, author, top_k, *more)
+
+    def on_new_chat(self, session: dict):
+        fresh = new_session()
+        return [], fresh, render.EMPTY_SOURCES, gr.update(choices=[], value=None, visible=False), None, ""
+
+    def on_stop(self, session: dict):
+        for turn in session["turns"]:
+            if turn["kind"] == "pending":
+                turn.update(kind="stopped", status=None)
+        return chat_messages(session), session
+
+    def on_retry(self, session: dict):
+        """Ask the last question again (after an error, or for another sample)."""
+        turns = session["turns"]
+        if not turns or turns[-1]["kind"] == "pending":
+            raise gr.Error("nothing to retry", visible=False, print_exception=False)
+        question = turns[-1]["question"]
+        turns[-1] = _pending_turn(question)
+        if session.get("shown") == len(turns) - 1:
+            session["shown"] = None
+        return chat_messages(session), session
+
+    def on_show_answer(self, which: str, session: dict):
+        try:
+            index = int(str(which).strip())
+        except (TypeError, ValueError):
+            return gr.skip(), gr.skip(), gr.skip(), session
+        turns = session["turns"]
+        if 0 <= index < len(turns) and turns[index]["kind"] == "answer":
+            session["shown"] = index
+        return (*self.sources_outputs(session), session)
+
+    # -- corpus ----------------------------------------------------------------------------------------------
+    def corpus_outputs(self, search: str, category, year, code_only: bool) -> tuple:
+        """Table, count line and the two plots."""
+        papers = self.backend.papers()
+        cat = None if category in (None, "", ANY) else str(category)
+        try:
+            yr = None if year in (None, "", ANY) else int(year)
+        except ValueError:
+            yr = None
+        rows = self.backend.search_papers(search or "", cat, yr, bool(code_only))
+        table = pd.DataFrame([render.paper_row(p) for p in rows], columns=render.PAPER_COLUMNS)
+        count = f"{len(rows)} of {len(papers)} papers"
+        cats = pd.Series([p.category for p in papers if p.category], dtype="object").value_counts()
+        by_cat = pd.DataFrame({"category": cats.index.astype(str), "papers": cats.values})
+        years = pd.Series([str(p.year) for p in papers if p.year], dtype="object").value_counts()
+        by_year = pd.DataFrame({"year": years.index.astype(str), "papers": years.values}).sort_values("year")
+        no_cat = sum(1 for p in papers if not p.category)
+        no_year = sum(1 for p in papers if not p.year)
+        return (
+            table,
+            count,
+            gr.BarPlot(by_cat, title=f"Papers per category ({no_cat} listed without one)"),
+            gr.BarPlot(by_year, title=f"Papers per year ({no_year} without a year)"),
+        )
+
+    def on_corpus_filter(self, search: str, category, year, code_only: bool):
+        table, count, _, _ = self.corpus_outputs(search, category, year, code_only)
+        return table, count
+
+    def on_paper_select(self, evt: gr.SelectData):
+        row = evt.row_value or []
+        title = row[0] if row else None
+        paper = next((p for p in self.backend.papers() if p.title == title), None)
+        return render.paper_detail(paper), (paper.id if paper else None), gr.update(interactive=paper is not None)
+
+    def on_ask_about(self, paper_id: str | None):
+        paper = self.backend.paper(paper_id) if paper_id else None
+        if paper is None:
+            return gr.skip(), gr.skip()
+        question = f"What does “{paper.title}” propose, and what results does it report?"
+        return question, gr.Tabs(selected="chat")
+
+    # -- uploads ---------------------------------------------------------------------------------------------
+    def on_upload(self, files: list[str] | None, pasted: str, dry_run: bool, progress=gr.Progress()):
+        skip = gr.skip()
+        no_updates = (skip,) * 13  # corpus table, count, 2 plots; 8 filter choices; status
+        uploads: list[UploadedFile] = []
+        limit = max_upload_bytes(self.backend.settings)
+        for path in files or []:
+            p = Path(path)
+            with p.open("rb") as fh:  # read as bytes only; at most one byte over the limit
+                uploads.append(UploadedFile(p.name, fh.read(limit + 1)))
+        if pasted and pasted.strip():
+            uploads.append(UploadedFile("pasted text", pasted.encode("utf-8")))
+        if not uploads:
+            return ("Choose a file or paste records first.", None, *no_updates)
+        if not self.backend.store_ready and not self.backend.wait(60, for_store_only=True):
+            return (f"The store is not available: {self.backend.unavailable_reason()}", None, *no_updates)
+
+        def report_progress(fraction: float, message: str) -> None:
+            progress(fraction, desc=message)
+
+        progress(0, desc="parsing")
+        report = self.backend.add_papers(uploads, dry_run=bool(dry_run), progress=report_progress)
+        rows = [[p.title, "new", p.year or "", p.category or ""] for p in report.added]
+        rows += [[p.title, "merged into a stored paper", p.year or "", p.category or ""] for p in report.merged]
+        rows += [[p.title, "already stored", p.year or "", p.category or ""] for p in report.unchanged]
+        table = pd.DataFrame(rows, columns=["Title", "Status", "Year", "Category"]) if rows else None
+        md = render.upload_report_markdown(report)
+        if not report.stored:
+            return (md, table, *no_updates)
+        return (
+            md,
+            table,
+            *self.corpus_outputs("", ANY, ANY, False),
+            *self.facet_updates(),
+            self.status_html(),
+        )
+
+    # -- evals -----------------------------------------------------------------------------------------------
+    def eval_datasets(self) -> list[tuple[str, str]]:
+        return [(p.name, str(p)) for p in evaluation.list_datasets()]
+
+    def on_eval(self, dataset: str | None, retrieval_only: bool, limit, progress=gr.Progress()):
+        allowed = dict((v, k) for k, v in self.eval_datasets())
+        if not dataset or dataset not in allowed:
+            return ("Pick a dataset from `evals/datasets/`.", None, None, "")
+        if retrieval_only:
+            ok = self.backend.store_ready or self.backend.wait(120, for_store_only=True)
+        else:
+            ok = self.backend.ready or self.backend.wait(self.settings.llm.startup_timeout_s + 60)
+        if not ok:
+            return (self.backend.unavailable_reason(), None, None, "")
+        n = int(limit) if limit else None
+
+        def callback(done: int, total: int, message: str = "") -> None:
+            progress((done, total) if total else 0, desc=message or f"{done}/{total}")
+
+        progress(0, desc="starting")
+        try:
+            run = self.backend.run_eval(Path(dataset), retrieval_only=bool(retrieval_only), limit=n, progress=callback)
+        except Exception as exc:
+            log.exception("eval run failed")
+            return (f"The eval run failed: {type(exc).__name__}: {render.esc(exc)}", None, None, "")
+        return eval_outputs(run, allowed[dataset], bool(retrieval_only))
+
+
+def _read_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Path) or (isinstance(value, str) and len(value) < 1000 and value.endswith(".md")):
+        try:
+            return Path(value).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+    return str(value)
+
+
+def eval_outputs(run: evaluation.EvalRun, dataset_name: str, retrieval_only: bool) -> tuple:
+    """Summary, metrics table (with the previous run and the difference), plot, report text."""
+    metrics = run.metrics
+    deltas = run.deltas or {}
+    overall: dict = deltas.get("overall", {})
+    support: dict = metrics.get("support", {}) if isinstance(metrics.get("support"), dict) else {}
+    rows = []
+    for name, value in metrics.items():
+        if isinstance(value, dict | list):
+            continue  # by_type, support, extra, run, compared_with: in the report
+        d = overall.get(name) or {}
+        delta = d.get("delta")
+        better = d.get("better")
+        arrow = "" if delta in (None, 0) or better is None else (" ▲" if better else " ▼")
+        rows.append(
+            [
+                name,
+                _fmt(value),
+                _fmt(d.get("previous")),
+                ("" if delta is None else f"{delta:+.3f}" if isinstance(delta, float) else str(delta)) + arrow,
+                support.get(name, ""),
+            ]
+        )
+    table = pd.DataFrame(rows, columns=["metric", "this run", "previous run", "difference", "questions"])
+    image = None
+    png = run.report_png
+    if png.is_file():
+        from PIL import Image
+
+        with Image.open(png) as im:
+            image = im.copy()
+    mode = "retrieval only" if retrieval_only else "full answers"
+    summary = f"**{dataset_name}** · {mode} · saved to `{run.out_dir}`"
+    if overall:
+        summary += f" · compared with `{Path(str(deltas.get('run', ''))).name}`"
+        if deltas.get("same_dataset") is False:
+            summary += " (the dataset changed since: compare with care)"
+    else:
+        summary += " · no previous run of this kind to compare with"
+    if run.interrupted:
+        summary += " · **interrupted**"
+    return summary, table, image, _read_text(run.report_md)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.3f}"
+    return str(value)
+
+
+# -- the page ------------------------------------------------------------------------------------------------
+def create_app(
+    settings: Settings | None = None, assistant: Assistant | None = None, *, start: bool = True
+) -> tuple[gr.Blocks, Backend]:
+    """The Blocks app and its backend. With ``assistant``, that one is used (and not closed by the app)."""
+    settings = settings or (assistant.settings if assistant is not None else get_settings())
+    backend = Backend(settings, assistant)
+    if start:
+        backend.start()
+    ui = AppUI(backend)
+    slots = backend.llm_slots()
+
+    # delete_cache: uploaded files (and other temporary files) older than a day are removed every hour
+    with gr.Blocks(
+        title="Paper assistant", analytics_enabled=False, fill_width=True, delete_cache=(3600, 86400)
+    ) as demo:
+        session = gr.State(new_session())
+        facets_loaded = gr.State(False)
+        selected_paper = gr.State(None)
+        timer = gr.Timer(1.5)
+        status = gr.HTML(ui.status_html(), elem_id="status")
+
+        with gr.Tabs() as tabs:
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row(elem_id="filters", equal_height=True):
+                    year_from = gr.Dropdown([ANY], value=ANY, label="Year from", allow_custom_value=True, scale=1)
+                    year_to = gr.Dropdown([ANY], value=ANY, label="Year to", allow_custom_value=True, scale=1)
+                    category = gr.Dropdown([ANY], value=ANY, label="Category", allow_custom_value=True, scale=1)
+                    author = gr.Dropdown(
+                        [],
+                        value=None,
+                        label="Author (substring; several: A; B)",
+                        allow_custom_value=True,
+                        filterable=True,
+                        scale=2,
+                    )
+                    top_k = gr.Slider(
+                        1, 20, value=settings.retrieval.top_k, step=1, label="Papers for the model (top-k)", scale=2
+                    )
+                with gr.Accordion("More filters", open=False, elem_id="more-filters"), gr.Row(equal_height=True):
+                    date_from = gr.Textbox("", label="Date from (2024-03, March 2024)", scale=1)
+                    date_to = gr.Textbox("", label="Date to", scale=1)
+                    first_author = gr.Dropdown(
+                        [], value=None, label="First author", allow_custom_value=True, filterable=True, scale=2
+                    )
+                    affiliation = gr.Dropdown(
+                        [], value=None, label="Affiliation", allow_custom_value=True, filterable=True, scale=1
+                    )
+                    has_code = gr.Checkbox(False, label="Has code", scale=1)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=6, min_width=440):
+                        chatbot = gr.Chatbot(
+                            elem_id="chat",
+                            label="Chat",
+                            show_label=False,
+                            height="calc(100vh - 390px)",
+                            min_height=360,
+                            layout="bubble",
+                            feedback_options=None,
+                            buttons=[],
+                            placeholder=(
+                                "**Ask about the papers in the corpus.** Answers cite their sources as numbered "
+                                "chips; click one to see the paper and the sentence that supports it."
+                            ),
+                            latex_delimiters=[],
+                        )
+                        with gr.Row(equal_height=True):
+                            question = gr.Textbox(
+                                placeholder="Ask about the papers…  (Enter sends, Shift+Enter for a new line)",
+                                show_label=False,
+                                lines=1,
+                                max_lines=6,
+                                scale=8,
+                                elem_id="question",
+                                container=False,
+                            )
+                            send = gr.Button("Send", variant="primary", scale=0, min_width=84, elem_id="send")
+                            stop = gr.Button("Stop", variant="stop", scale=0, min_width=72, elem_id="stop")
+                            new_chat = gr.Button("New chat", scale=0, min_width=116, elem_id="new-chat")
+                        gr.Examples(
+                            examples=[[q] for q, _ in EXAMPLES],
+                            example_labels=[label for _, label in EXAMPLES],
+                            inputs=[question],
+                            label="Examples: click one to fill in the question, then Send",
+                            examples_per_page=8,
+                        )
+                    with gr.Column(scale=5, min_width=380):
+                        which = gr.Dropdown(
+                            [],
+                            value=None,
+                            label="Sources of answer",
+                            show_label=False,
+                            container=False,
+                            allow_custom_value=True,
+                            elem_id="which",
+                            visible=False,
+                        )
+                        sources = gr.HTML(render.EMPTY_SOURCES, elem_id="sources")
+                        with gr.Accordion("Answer details (JSON: contexts, scores, timings, repairs)", open=False):
+                            answer_json = gr.JSON(label="answer", show_label=False)
+                        # the citation-chip script writes an answer number here and clicks the button
+                        cite_target = gr.Textbox(visible="hidden", elem_id="cite-target")
+                        cite_go = gr.Button(visible="hidden", elem_id="cite-go")
+
+            with gr.Tab("Corpus", id="corpus"):
+                with gr.Row(equal_height=True):
+                    corpus_search = gr.Textbox(
+                        label="Search titles, authors, affiliations and abstracts (all words)",
+                        scale=4,
+                        elem_id="corpus-tab-search",
+                    )
+                    corpus_cat = gr.Dropdown([ANY], value=ANY, label="Category", allow_custom_value=True, scale=1)
+                    corpus_year = gr.Dropdown([ANY], value=ANY, label="Year", allow_custom_value=True, scale=1)
+                    corpus_code = gr.Checkbox(label="with code only", scale=1)
+                corpus_count = gr.Markdown("", elem_id="corpus-count")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        corpus_table = gr.Dataframe(
+                            headers=render.PAPER_COLUMNS,
+                            interactive=False,
+                            wrap=True,
+                            max_height=620,
+                            column_widths=["46%", "26%", "8%", "12%", "8%"],
+                            elem_id="corpus-table",
+                        )
+                    with gr.Column(scale=2):
+                        paper_view = gr.HTML(render.paper_detail(None), elem_id="paper-detail")
+                        ask_about = gr.Button("Ask about this paper", interactive=False)
+                with gr.Row():
+                    cat_plot = gr.BarPlot(
+                        x="category",
+                        y="papers",
+                        title="Papers per category",
+                        sort="-y",
+                        height=260,
+                        x_title="",
+                        elem_id="cat-plot",
+                    )
+                    year_plot = gr.BarPlot(
+                        x="year", y="papers", title="Papers per year", sort="x", height=260, elem_id="year-plot"
+                    )
+
+            with gr.Tab("Add papers", id="add"):
+                gr.Markdown(
+                    "Upload files in any supported layout — the five seed page layouts, arXiv metadata JSONL or a "
+                    "JSON list of papers. The layout is recognised from the content, never the file name. Files are "
+                    f"only read as text (nothing is executed or unpickled); at most "
+                    f"{backend.settings.ui_max_upload_mb:g} MB per file. Papers already stored are merged, not "
+                    "duplicated, and new papers are searchable as soon as this finishes."
+                )
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        upload_files = gr.File(label="Files", file_count="multiple", type="filepath")
+                        pasted = gr.Textbox(label="…or paste records", lines=6, max_lines=16)
+                        with gr.Row():
+                            dry_run = gr.Checkbox(label="dry run: parse and report only, store nothing")
+                            add_btn = gr.Button("Parse and add", variant="primary")
+                    with gr.Column():
+                        upload_report = gr.Markdown("", elem_id="upload-report")
+                        upload_table = gr.Dataframe(
+                            headers=["Title", "Status", "Year", "Category"],
+                            interactive=False,
+                            wrap=True,
+                            max_height=420,
+                            column_widths=["55%", "25%", "10%", "10%"],
+                        )
+
+            with gr.Tab("Evals", id="evals"):
+                datasets = ui.eval_datasets()
+                gr.Markdown(
+                    "Run an evaluation dataset from `evals/datasets/` against this app's pipeline. *Retrieval only* "
+                    "scores the retriever in seconds; a full run asks the model every question (minutes; chat answers "
+                    "are slower meanwhile). Results are saved under `evals/runs/` and compared with the previous run."
+                )
+                with gr.Row(equal_height=True):
+                    eval_dataset = gr.Dropdown(
+                        datasets,
+                        value=datasets[0][1] if datasets else None,
+                        label="Dataset",
+                        scale=3,
+                        interactive=bool(datasets),
+                    )
+                    eval_retrieval = gr.Checkbox(
+                        label="retrieval only", value=True, scale=1, interactive=bool(datasets)
+                    )
+                    eval_limit = gr.Number(
+                        label="Questions (0 = all)",
+                        value=0,
+                        precision=0,
+                        minimum=0,
+                        scale=1,
+                        interactive=bool(datasets),
+                    )
+                    eval_btn = gr.Button("Run", variant="primary", scale=1, interactive=bool(datasets))
+                eval_summary = gr.Markdown("")
+                with gr.Row(equal_height=False):
+                    eval_table = gr.Dataframe(
+                        headers=["metric", "this run", "previous run", "difference", "questions"],
+                        interactive=False,
+                        scale=2,
+                    )
+                    eval_plot = gr.Image(label="report", type="pil", interactive=False, scale=3)
+                with gr.Accordion("Report", open=False):
+                    eval_report = gr.Markdown("")
+
+        # -- wiring ------------------------------------------------------------------------------------------
+        facet_outputs = [year_from, year_to, category, author, first_author, affiliation, corpus_cat, corpus_year]
+        corpus_outputs = [corpus_table, corpus_count, cat_plot, year_plot]
+        load_outputs = [status, timer, facets_loaded, *facet_outputs, *corpus_outputs]
+        demo.load(ui.on_load, [facets_loaded], load_outputs, api_visibility="private", show_progress="hidden")
+        timer.tick(
+            ui.on_load,
+            [facets_loaded],
+            load_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+
+        filters_in = [
+            year_from,
+            year_to,
+            category,
+            author,
+            top_k,
+            date_from,
+            date_to,
+            first_author,
+            affiliation,
+            has_code,
+        ]
+        answer_out = [chatbot, session, sources, which, answer_json]
+        answer_kw = dict(concurrency_limit=slots, concurrency_id="llm", show_progress_on=[chatbot])
+        submit_events = []
+        for trigger in (question.submit, send.click):
+            ev = trigger(
+                ui.on_submit, [question, session], [chatbot, session, question], queue=False, api_visibility="private"
+            ).success(ui.on_answer, [session, *filters_in], answer_out, api_visibility="private", **answer_kw)
+            submit_events.append(ev)
+        ask_event = gr.Button(visible=False).click(
+            ui.on_ask_api,
+            [question, *filters_in, session],
+            answer_out,
+            api_name="ask",
+            api_description="Ask a question (with optional filters and top-k); streams the chat, the sources "
+            "panel HTML and the final answer as JSON. The conversation is kept per client session.",
+            **answer_kw,
+        )
+        retry_event = chatbot.retry(ui.on_retry, [session], [chatbot, session], api_visibility="private").success(
+            ui.on_answer, [session, *filters_in], answer_out, api_visibility="private", **answer_kw
+        )
+        running = [*submit_events, ask_event, retry_event]
+        stop.click(ui.on_stop, [session], [chatbot, session], cancels=running, api_visibility="private", queue=False)
+        new_chat_out = [chatbot, session, sources, which, answer_json, question]
+        new_chat.click(ui.on_new_chat, [session], new_chat_out, cancels=running, api_name="new_chat", queue=False)
+        chatbot.clear(ui.on_new_chat, [session], new_chat_out, cancels=running, api_visibility="private")
+
+        show_out = [sources, which, answer_json, session]
+        which.input(ui.on_show_answer, [which, session], show_out, api_visibility="private", queue=False)
+        cite_go.click(ui.on_show_answer, [cite_target, session], show_out, api_visibility="private", queue=False)
+
+        corpus_in = [corpus_search, corpus_cat, corpus_year, corpus_code]
+        for trigger in (corpus_search.submit, corpus_search.change, corpus_cat.change, corpus_year.change):
+            trigger(
+                ui.on_corpus_filter,
+                corpus_in,
+                [corpus_table, corpus_count],
+                api_visibility="private",
+                show_progress="hidden",
+                trigger_mode="always_last",
+                concurrency_limit=None,
+            )
+        corpus_code.change(
+            ui.on_corpus_filter, corpus_in, [corpus_table, corpus_count], api_name="papers", concurrency_limit=None
+        )
+        corpus_table.select(
+            ui.on_paper_select, None, [paper_view, selected_paper, ask_about], api_visibility="private", queue=False
+        )
+        ask_about.click(ui.on_ask_about, [selected_paper], [question, tabs], api_visibility="private", queue=False)
+
+        add_btn.click(
+            ui.on_upload,
+            [upload_files, pasted, dry_run],
+            [upload_report, upload_table, *corpus_outputs, *facet_outputs, status],
+            api_name="add_papers",
+            concurrency_limit=1,
+            concurrency_id="ingest",
+        )
+        eval_btn.click(
+            ui.on_eval,
+            [eval_dataset, eval_retrieval, eval_limit],
+            [eval_summary, eval_table, eval_plot, eval_report],
+            api_name="run_eval",
+            concurrency_limit=1,
+            concurrency_id="evals",
+        )
+
+    demo.queue(default_concurrency_limit=slots)
+    return demo, backend
+
+
+# -- serving -------------------------------------------------------------------------------------------------
+THEME = gr.themes.Soft(
+    primary_hue="blue",
+    neutral_hue="slate",
+    font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def launch_kwargs(host: str, port: int, share: bool, auth, settings: Settings) -> dict:
+    return dict(
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=auth,
+        auth_message="Paper assistant: sign in with the username and password set in ASSISTANT_UI_USERNAME/PASSWORD.",
+        max_file_size=max_upload_bytes(settings),
+        footer_links=["api", "settings"],
+        run_history=False,
+        enable_monitoring=False,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        show_error=True,
+        theme=THEME,
+        css=CSS,
+        js=JS,
+    )
+
+
+def launch_app(
+    settings: Settings | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    assistant: Assistant | None = None,
+    block: bool = True,
+):
+    """Serve the app; with ``block`` (the CLI) until Ctrl-C, then stop the model and release the store."""
+    settings = settings or (assistant.settings if assistant is not None else get_settings())
+    auth = ui_login(settings)
+    if not _is_loopback(host) and auth is None:
+        log.warning("serving on %s without a password: anyone who can reach it can use it", host)
+    demo, backend = create_app(settings, assistant)
+    try:
+        demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(host, port, share, auth, settings))
+    except BaseException:
+        backend.close()
+        raise
+    if not block:
+        return demo, backend
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+        backend.close()
+    return demo, backend

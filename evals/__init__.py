@@ -1,1 +1,0 @@
-"""Evaluation suite: datasets, metrics, runner and benchmarks."""
