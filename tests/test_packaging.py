@@ -43,9 +43,16 @@ def test_a_template_with_a_missing_or_unknown_placeholder_stops_the_start(tmp_pa
 
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path, seed_store):
+    # built from a copy: setuptools writes build/ and *.egg-info into the source folder
+    source = tmp_path / "source"
+    tracked = subprocess.check_output(["git", "-C", str(REPO), "ls-files"], text=True).splitlines()
+    for rel in tracked:
+        if (REPO / rel).is_file():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, source / rel)
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
         check=True,
         timeout=600,
     )

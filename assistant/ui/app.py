@@ -11,7 +11,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 import pandas as pd
@@ -41,48 +43,74 @@ EXAMPLES: list[tuple[str, str]] = [
 ]
 
 
-def new_session() -> dict:
-    return {"turns": [], "shown": None}
+TurnKind = Literal["pending", "answer", "stopped", "notice"]
 
 
-def _pending_turn(question: str) -> dict:
-    return {"question": question, "kind": "pending", "text": "", "status": "waiting for a free model slot…"}
+@dataclass
+class Turn:
+    """One question of a chat and what became of it."""
+
+    question: str
+    kind: TurnKind = "pending"
+    text: str = ""  # streamed text (pending, stopped) or the notice
+    status: str | None = "waiting for a free model slot…"
+    answer: Answer | None = None
+
+    def update(self, **fields) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+@dataclass
+class Session:
+    """A browser tab's chat: its turns and which answer the sources panel shows."""
+
+    turns: list[Turn] = field(default_factory=list)
+    shown: int | None = None
+
+
+def new_session() -> Session:
+    return Session()
+
+
+def _pending_turn(question: str) -> Turn:
+    return Turn(question)
 
 
 # -- session -> chat -----------------------------------------------------------------------------------------
-def chat_messages(session: dict) -> list[dict]:
+def chat_messages(session: Session) -> list[dict]:
     messages: list[dict] = []
-    for i, turn in enumerate(session["turns"]):
-        messages.append({"role": "user", "content": render.esc(turn["question"])})
-        kind = turn["kind"]
+    for i, turn in enumerate(session.turns):
+        messages.append({"role": "user", "content": render.esc(turn.question)})
+        kind = turn.kind
         if kind == "answer":
-            content = render.answer_markdown(turn["answer"], i)
+            content = render.answer_markdown(turn.answer, i)
         elif kind == "pending":
-            content = render.streaming_markdown(turn.get("text", ""), turn.get("status"))
+            content = render.streaming_markdown(turn.text, turn.status)
         elif kind == "stopped":
-            partial = render.esc(turn.get("text", ""))
+            partial = render.esc(turn.text)
             content = (partial + "\n\n" if partial else "") + '<div class="answer-meta status">■ stopped</div>'
         else:
-            content = render.notice_markdown(turn.get("text", ""))
+            content = render.notice_markdown(turn.text)
         messages.append({"role": "assistant", "content": content})
     return messages
 
 
-def pipeline_history(session: dict, upto: int | None = None) -> list[dict]:
+def pipeline_history(session: Session, upto: int | None = None) -> list[dict]:
     """The conversation the pipeline sees: questions and checked answers (notices and failures left out)."""
     history: list[dict] = []
-    for turn in session["turns"][:upto]:
-        answer: Answer | None = turn.get("answer")
-        if turn["kind"] == "answer" and answer is not None and not answer.error:
-            history += [{"role": "user", "content": turn["question"]}, answer.as_message()]
+    for turn in session.turns[:upto]:
+        answer: Answer | None = turn.answer
+        if turn.kind == "answer" and answer is not None and not answer.error:
+            history += [{"role": "user", "content": turn.question}, answer.as_message()]
     return history
 
 
-def answer_choices(session: dict) -> list[tuple[str, str]]:
+def answer_choices(session: Session) -> list[tuple[str, str]]:
     out = []
-    for i, turn in enumerate(session["turns"]):
-        if turn["kind"] == "answer":
-            q = turn["question"]
+    for i, turn in enumerate(session.turns):
+        if turn.kind == "answer":
+            q = turn.question
             out.append((f"{i + 1}. {q[:70]}{'…' if len(q) > 70 else ''}", str(i)))
     return out
 
@@ -200,7 +228,7 @@ class AppUI:
         return (self.status_html(), timer, True, *self.facet_updates(), *self.corpus_outputs("", ANY, ANY, False))
 
     # -- chat ------------------------------------------------------------------------------------------------
-    def on_submit(self, question: str, session: dict):
+    def on_submit(self, question: str, session: Session):
         """Echo the question at once (the answer step may wait in the queue). Empty: nothing happens."""
         try:
             q = validate_question(question or "", self.settings.max_question_chars)
@@ -208,12 +236,12 @@ class AppUI:
             if exc.reason == "empty":
                 raise gr.Error("empty question", visible=False, print_exception=False) from None
             raise gr.Error(str(exc), title="Question not asked", print_exception=False) from None
-        session["turns"].append(_pending_turn(q))
+        session.turns.append(_pending_turn(q))
         return chat_messages(session), session, ""
 
     def on_answer(
         self,
-        session: dict,
+        session: Session,
         year_from,
         year_to,
         category,
@@ -227,8 +255,8 @@ class AppUI:
     ):
         """Stream the answer to the pending question: chat, session, sources, answer selector, answer JSON."""
         skip = gr.skip()
-        turns = session["turns"]
-        index = next((i for i in range(len(turns) - 1, -1, -1) if turns[i]["kind"] == "pending"), None)
+        turns = session.turns
+        index = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].kind == "pending"), None)
         if index is None:
             yield chat_messages(session), session, skip, skip, skip
             return
@@ -267,39 +295,39 @@ class AppUI:
             if time.monotonic() > deadline:
                 yield finish_notice("The model is taking too long to start; see the server log.")
                 return
-            turn["status"] = f"waiting for the model to start: {b.phase} ({b.starting_for():.0f} s)"
+            turn.status = f"waiting for the model to start: {b.phase} ({b.starting_for():.0f} s)"
             yield stream_out()
             b.wait(1.0)
 
-        run = self.backend.answer(turn["question"], pipeline_history(session, index), filters, k)
+        run = self.backend.answer(turn.question, pipeline_history(session, index), filters, k)
         finished = False
         answer: Answer | None = None
         last = 0.0
         phase, phase_started = "retrieving", time.monotonic()
-        turn["status"] = phase
+        turn.status = phase
         try:
             yield stream_out()
             for item in run.events():
                 now = time.monotonic()
                 if item is None:
                     # a clock while the model reads the prompt; the yield also lets Stop close this generator
-                    if now - last >= 1.0 and turn["kind"] == "pending" and not turn.get("text"):
+                    if now - last >= 1.0 and turn.kind == "pending" and not turn.text:
                         last = now
-                        turn["status"] = f"{phase} ({now - phase_started:.0f} s)"
+                        turn.status = f"{phase} ({now - phase_started:.0f} s)"
                         yield stream_out()
                     continue
                 if item.kind == "status":
                     phase, phase_started = str(item.data), now
-                    turn["status"] = phase
+                    turn.status = phase
                 elif item.kind == "evidence":
                     # the sources panel shows the selected evidence at once, while the model reads the prompt
                     papers = self.backend.retriever.papers if self.backend.store_ready else {}
-                    panel = render.evidence_panel(item.data, turn["question"], papers, index, question_no=index + 1)
+                    panel = render.evidence_panel(item.data, turn.question, papers, index, question_no=index + 1)
                     yield chat_messages(session), session, panel, skip, skip
                     continue
                 elif item.kind == "token":
-                    turn["text"] = turn.get("text", "") + str(item.data)
-                    turn["status"] = None
+                    turn.text = turn.text + str(item.data)
+                    turn.status = None
                 elif item.kind == "answer":
                     answer = item.data
                 elif item.kind == "question_error":
@@ -313,33 +341,33 @@ class AppUI:
                     )
                 if item.kind != "token" or now - last >= 0.08:
                     last = now
-                    if turn["kind"] == "pending":
+                    if turn.kind == "pending":
                         yield stream_out()
             finished = True
         finally:
             if not finished:  # closed early: Stop, New chat, or the browser went away
                 run.cancel()
-                if turn["kind"] == "pending":
+                if turn.kind == "pending":
                     turn.update(kind="stopped", status=None)
         if answer is not None:
             turn.update(kind="answer", answer=answer, status=None)
-            session["shown"] = index
+            session.shown = index
             yield self._with_sources(session)
         else:
-            if turn["kind"] == "pending":  # the stream ended without an answer (should not happen)
+            if turn.kind == "pending":  # the stream ended without an answer (should not happen)
                 turn.update(kind="notice", text="The answer stream ended without an answer; ask again.")
             yield self._with_sources(session)
 
-    def _with_sources(self, session: dict):
+    def _with_sources(self, session: Session):
         return chat_messages(session), session, *self.sources_outputs(session)
 
-    def sources_outputs(self, session: dict) -> tuple:
-        shown = session.get("shown")
-        turns = session["turns"]
-        if shown is None or shown >= len(turns) or turns[shown]["kind"] != "answer":
+    def sources_outputs(self, session: Session) -> tuple:
+        shown = session.shown
+        turns = session.turns
+        if shown is None or shown >= len(turns) or turns[shown].kind != "answer":
             choices = answer_choices(session)
             return render.EMPTY_SOURCES, gr.update(choices=choices, value=None, visible=bool(choices)), None
-        answer: Answer = turns[shown]["answer"]
+        answer: Answer = turns[shown].answer
         papers = self.backend.retriever.papers if self.backend.store_ready else {}
         html = render.sources_panel(answer, shown, papers, question_no=shown + 1)
         return (
@@ -361,7 +389,7 @@ class AppUI:
         first_author=None,
         affiliation=None,
         has_code=False,
-        session: dict | None = None,
+        session: Session | None = None,
     ):
         """One call for API clients: add the question and stream its answer (same outputs as the chat). The extra
         filters default to none, so clients written for the first six inputs keep working."""
@@ -373,39 +401,39 @@ class AppUI:
                 yield self._with_sources(session)
                 return
             raise gr.Error(str(exc)) from None
-        session["turns"].append(_pending_turn(q))
+        session.turns.append(_pending_turn(q))
         more = (date_from, date_to, first_author, affiliation, has_code)
         yield from self.on_answer(session, year_from, year_to, category, author, top_k, *more)
 
-    def on_new_chat(self, session: dict):
+    def on_new_chat(self, session: Session):
         fresh = new_session()
         return [], fresh, render.EMPTY_SOURCES, gr.update(choices=[], value=None, visible=False), None, ""
 
-    def on_stop(self, session: dict):
-        for turn in session["turns"]:
-            if turn["kind"] == "pending":
+    def on_stop(self, session: Session):
+        for turn in session.turns:
+            if turn.kind == "pending":
                 turn.update(kind="stopped", status=None)
         return chat_messages(session), session
 
-    def on_retry(self, session: dict):
+    def on_retry(self, session: Session):
         """Ask the last question again (after an error, or for another sample)."""
-        turns = session["turns"]
-        if not turns or turns[-1]["kind"] == "pending":
+        turns = session.turns
+        if not turns or turns[-1].kind == "pending":
             raise gr.Error("nothing to retry", visible=False, print_exception=False)
-        question = turns[-1]["question"]
+        question = turns[-1].question
         turns[-1] = _pending_turn(question)
-        if session.get("shown") == len(turns) - 1:
-            session["shown"] = None
+        if session.shown == len(turns) - 1:
+            session.shown = None
         return chat_messages(session), session
 
-    def on_show_answer(self, which: str, session: dict):
+    def on_show_answer(self, which: str, session: Session):
         try:
             index = int(str(which).strip())
         except (TypeError, ValueError):
             return gr.skip(), gr.skip(), gr.skip(), session
-        turns = session["turns"]
-        if 0 <= index < len(turns) and turns[index]["kind"] == "answer":
-            session["shown"] = index
+        turns = session.turns
+        if 0 <= index < len(turns) and turns[index].kind == "answer":
+            session.shown = index
         return (*self.sources_outputs(session), session)
 
     # -- corpus ----------------------------------------------------------------------------------------------

@@ -1,3 +1,0 @@
-"""paper-assistant: cited answers about ML paper abstracts, offline."""
-
-__version__ = "0.1.0"
