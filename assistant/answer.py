@@ -23,11 +23,11 @@ from pydantic import BaseModel, Field
 
 from .cite import SourceText, cited_clauses, cited_grammar, content_words, units
 from .config import Settings
-from .corpus import Paper
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
 from .names import PROPOSAL_CUE, mentions, method_name, proposal_sentence, salient_terms
+from .paper import Paper
 from .plan import (
     PRONOUN,
     Gathered,

@@ -119,7 +119,8 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Parse paper files, embed them and store them in Chroma, one file at a time. Re-running adds nothing new."""
-    from .corpus import IngestLimits, PaperIndex, iter_corpus_files, load_corpus
+    from .corpus import IngestLimits, iter_corpus_files, load_corpus
+    from .paper import PaperIndex
     from .store import PaperStore, added_files, read_catalog
 
     settings = get_settings()

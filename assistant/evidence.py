@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .cite import content_words
-from .corpus import Paper
 from .names import mentions
+from .paper import Paper
 from .quantities import NUMERIC_QUESTION, asked_quantities, reports_quantity
 from .text import split_sentences
 

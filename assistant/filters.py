@@ -16,7 +16,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from .corpus import Paper
+from .paper import Paper
 
 # arXiv category codes and the names users ask by ("computer vision", "computation and language"). The code is the
 # part after the archive ("cs.CV" -> "CV"); stored categories are compared on that part.

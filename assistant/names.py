@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .corpus import Paper
+from .paper import Paper
 from .text import split_sentences
 
 # Acronyms that are vocabulary of the field (metrics, units, hardware, model families, sub-fields). A question

@@ -17,10 +17,10 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from .config import Settings
-from .corpus import Paper
 from .evidence import SentenceIndex
 from .filters import Filters
 from .names import NameIndex
+from .paper import Paper
 from .store import PaperStore
 
 log = logging.getLogger(__name__)

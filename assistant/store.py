@@ -37,8 +37,9 @@ from urllib.parse import urlparse
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
 from .config import Settings
-from .corpus import MergeNote, Paper, PaperIndex, ParseIssue, SourceRef, attach_abstract, merge_papers
+from .corpus import ParseIssue
 from .embed import Embedder
+from .paper import MergeNote, Paper, PaperIndex, SourceRef, attach_abstract, merge_papers
 from .text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -701,8 +702,8 @@ class PaperStore:
     ) -> IngestReport:
         """Add new papers, update changed ones, leave identical ones alone (idempotent), one file at a time.
 
-        A record of a paper already stored (``corpus.PaperIndex``: same title, alternative title or abstract) is
-        united with it by ``corpus.merge_papers``; ``orphans`` (abstract-only records) are attached to the stored
+        A record of a paper already stored (``paper.PaperIndex``: same title, alternative title or abstract) is
+        united with it by ``paper.merge_papers``; ``orphans`` (abstract-only records) are attached to the stored
         paper with their abstract. The papers a file brings (by their first record in this call) are written as
         one unit: all of them or, after a crash or error, none (see the module docstring). ``dry_run`` only says
         what would be added, updated or left alone; ``on_progress(chunks_done, chunks_total)`` follows the writing;

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from assistant.cite import SourceText, check_citations
-from assistant.corpus import Paper, paper_id
 from assistant.filters import filters_from_question
 from assistant.judge import check_reply
 from assistant.names import NameIndex, salient_terms
+from assistant.paper import Paper, paper_id
 from assistant.plan import comparison_targets
 from assistant.prompts import REFUSAL, render, template
 

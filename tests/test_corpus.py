@@ -1,4 +1,5 @@
-"""Tests for assistant.corpus: the five seed layouts, arXiv JSON(L), bad input and whole-corpus invariants.
+"""Tests for assistant.corpus: the five seed layouts, arXiv JSON(L), bad input and whole-corpus invariants;
+and for the same-paper rule and the merge of assistant.paper.
 
 Layout tests use lines copied verbatim from the files in seeds/ (abstract lines are read from the seed files
 by line number and checked against their opening words). The whole-corpus tests parse every seed record.
@@ -26,19 +27,32 @@ if str(ROOT) not in sys.path:
 from assistant import corpus as C  # noqa: E402
 from assistant.corpus import (  # noqa: E402
     CorpusReport,
-    Paper,
     ParseIssue,
     ParseResult,
     detect_layout,
-    format_author_list,
     load_corpus,
-    normalise_title,
-    paper_id,
     parse_author_list,
     parse_file,
     parse_meta_line,
     parse_text,
     split_title_authors,
+)
+from assistant.corpus import parse as corpus_parse  # noqa: E402
+from assistant.corpus.limits import (  # noqa: E402
+    ABSTRACT_MAX_MEAN_WORD,
+    ABSTRACT_MIN_LETTER_SHARE,
+    VOWEL_SHARE_RANGE,
+)
+from assistant.paper import (  # noqa: E402
+    Paper,
+    SourceRef,
+    clean_whitespace,
+    format_author_list,
+    normalise_abstract,
+    normalise_title,
+    paper_id,
+    same_paper,
+    same_person,
 )
 
 SEEDS = ROOT / "seeds"
@@ -345,7 +359,7 @@ def test_split_cross_check_titles_shared_with_other_layouts(report):
     by_abstract: dict[str, list[Paper]] = {}
     for path in SEEDS.iterdir():
         for p in parse_file(path).papers:
-            by_abstract.setdefault(C.normalise_abstract(p.abstract), []).append(p)
+            by_abstract.setdefault(normalise_abstract(p.abstract), []).append(p)
     glued_files = {str(p) for p in GLUED_SEEDS}
     checked = 0
     for papers in by_abstract.values():
@@ -356,7 +370,7 @@ def test_split_cross_check_titles_shared_with_other_layouts(report):
     # The seeds share no abstract between a glued and a non-glued titled file; the oracle over the 246
     # stand-alone titles above stands in for it. The merged corpus must agree: one paper per abstract.
     assert checked == 0
-    keys = Counter(C.normalise_abstract(p.abstract) for p in report.papers)
+    keys = Counter(normalise_abstract(p.abstract) for p in report.papers)
     assert max(keys.values()) == 1
 
 
@@ -394,7 +408,7 @@ def test_layout_category_date_glued():
         False,
         None,
     )
-    assert p.abstract.startswith("Vision transformers (ViT)") and p.sources == [C.SourceRef(file="upload.txt", line=1)]
+    assert p.abstract.startswith("Vision transformers (ViT)") and p.sources == [SourceRef(file="upload.txt", line=1)]
     p = only_paper(r, "ERNIE 5.0 Technical Report")
     assert (p.date, p.year, p.year_missing, p.category, p.has_code) == ("--02-04", None, True, "CL", False)
     p = only_paper(r, "Reinforced Collaboration in Multi-Agent Flow Networks")
@@ -816,7 +830,7 @@ def test_merge_unites_fields(tmp_path):
         "LG",
     )
     assert p.abstract == abstract
-    assert p.sources == [C.SourceRef(file=str(a), line=1), C.SourceRef(file=str(b), line=1)]
+    assert p.sources == [SourceRef(file=str(a), line=1), SourceRef(file=str(b), line=1)]
     assert (rep.merged, rep.merged_by_title, rep.merged_by_abstract) == (1, 1, 0)
 
 
@@ -835,7 +849,7 @@ def test_merge_by_abstract_with_different_titles_and_unmatched_abstract_only(tmp
     assert p.title == "Knowledge Graph Augmented Network"
     assert [s.file for s in p.sources] == [str(a), str(b), str(c)]
     assert (rep.merged_by_title, rep.merged_by_abstract, rep.abstracts_matched_exact, rep.merged) == (0, 1, 1, 2)
-    assert rep.unmatched_abstracts == [C.SourceRef(file=str(c), line=2)]
+    assert rep.unmatched_abstracts == [SourceRef(file=str(c), line=2)]
     warn = [i for i in rep.issues if i.level == "warning"]
     assert [(i.file, i.line) for i in warn] == [(str(c), 2)] and "matches no titled paper" in warn[0].message
 
@@ -875,7 +889,7 @@ def test_seed_abstract_only_lines_all_merged(report):
     assert len(holders) == 10  # one distinct paper per abstract-only line
     assert all(any(s.file == str(SEED_000) for s in p.sources) for p in holders)
     # the Ricci-flow abstract differs after ~300 characters: matched on the normalised prefix
-    ricci = next(p for p in report.papers if C.SourceRef(file=str(SEED_001), line=9) in p.sources)
+    ricci = next(p for p in report.papers if SourceRef(file=str(SEED_001), line=9) in p.sources)
     assert ricci.title == "Dynamically Stable Poincaré Embeddings for Neural Manifolds"
 
 
@@ -894,8 +908,8 @@ def test_seed_corpus_invariants(report):
     assert len({normalise_title(p.title) for p in report.papers}) == len(report.papers)
     for p in report.papers:
         assert p.id == paper_id(p.title)
-        assert p.title.strip() and normalise_title(p.title) and p.title == C.clean_whitespace(p.title)
-        assert len(p.abstract) > 200 and p.abstract == C.clean_whitespace(p.abstract)
+        assert p.title.strip() and normalise_title(p.title) and p.title == clean_whitespace(p.title)
+        assert len(p.abstract) > 200 and p.abstract == clean_whitespace(p.abstract)
         assert not p.abstract.startswith("Abstract:") and not p.title.startswith("Subscribe")
         assert p.sources and all(s.line >= 1 for s in p.sources)
         assert (p.date is None) or re.fullmatch(r"\d{4}-\d{2}-\d{2}|--\d{2}-\d{2}", p.date)
@@ -1001,7 +1015,7 @@ def _random_words(n_bytes: int, seed: int = 1) -> str:
 
 
 def test_every_seed_record_passes_the_plausibility_checks_with_the_documented_margins(report):
-    """The limits hold every seed record; the figures in corpus.py's comment are the measured ones."""
+    """The limits hold every seed record; the figures in the comment of corpus/limits.py are the measured ones."""
     records = [p for r in report.results for p in r.papers]
     assert len(records) == 312  # + 10 abstract-only records: the 322 seed records
     assert [p.title for p in records if C.implausible(p.title, p.abstract)] == []
@@ -1018,9 +1032,9 @@ def test_every_seed_record_passes_the_plausibility_checks_with_the_documented_ma
     assert max(x["case_change_share"] for x in a) < 0.08
     # how close the seeds come to the limits: none is within 10 % of one
     assert max(x["chars"] for x in a) < 0.9 * C.DEFAULT_LIMITS.max_abstract_chars
-    assert min(x["letter_share"] for x in a) > 1.1 * C.ABSTRACT_MIN_LETTER_SHARE
-    assert max(x["mean_word"] for x in a) < 0.9 * C.ABSTRACT_MAX_MEAN_WORD
-    lo, hi = C.VOWEL_SHARE_RANGE
+    assert min(x["letter_share"] for x in a) > 1.1 * ABSTRACT_MIN_LETTER_SHARE
+    assert max(x["mean_word"] for x in a) < 0.9 * ABSTRACT_MAX_MEAN_WORD
+    lo, hi = VOWEL_SHARE_RANGE
     assert min(x["vowel_share"] for x in a) > 1.1 * lo and max(x["vowel_share"] for x in a) < 0.9 * hi
 
 
@@ -1108,7 +1122,7 @@ def test_limits_refuse_a_file_before_parsing_and_a_long_abstract_per_record(tmp_
     def no_parsing(text):
         raise AssertionError("parsed although over the limit")
 
-    monkeypatch.setattr(C, "detect_layout", no_parsing)
+    monkeypatch.setattr(corpus_parse, "detect_layout", no_parsing)
     r = parse_file(path, C.IngestLimits(max_records=20))
     assert r.rejected and "holds 30 JSON lines, more than the 20 records allowed per file" in r.issues[0].message
     assert "ASSISTANT_INGEST__MAX_RECORDS_PER_FILE" in r.issues[0].message
@@ -1184,13 +1198,13 @@ def test_a_nul_byte_costs_its_line_not_the_file(tmp_path):
 
 def test_same_paper_rule_and_people():
     a = Paper(id="a", title="KGAN: Knowledge Graph Augmented Network", abstract="x" * 50)
-    assert C.same_paper(a, a.model_copy(update={"title": "kgan knowledge-graph augmented network!"})) == "title"
-    assert C.same_paper(a, a.model_copy(update={"title": "Another Title"})) == "abstract"
-    assert C.same_paper(a, a.model_copy(update={"title": "Another Title", "abstract": "y" * 50})) is None
+    assert same_paper(a, a.model_copy(update={"title": "kgan knowledge-graph augmented network!"})) == "title"
+    assert same_paper(a, a.model_copy(update={"title": "Another Title"})) == "abstract"
+    assert same_paper(a, a.model_copy(update={"title": "Another Title", "abstract": "y" * 50})) is None
     alt = a.model_copy(update={"title": "Other", "abstract": "z" * 50, "alt_titles": [a.title]})
-    assert C.same_paper(a, alt) == "title"  # an alternative title identifies the paper too
-    assert C.same_person("Kai Han", "K. Han") and C.same_person("Léon Dupont", "leon dupont")
-    assert C.same_person("J.-P. Serre", "Jean-Pierre Serre") and not C.same_person("Kai Han", "Kun Han")
+    assert same_paper(a, alt) == "title"  # an alternative title identifies the paper too
+    assert same_person("Kai Han", "K. Han") and same_person("Léon Dupont", "leon dupont")
+    assert same_person("J.-P. Serre", "Jean-Pierre Serre") and not same_person("Kai Han", "Kun Han")
 
 
 def test_conflicting_merge_unites_fields_keeps_the_other_title_and_is_reported(tmp_path):

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from assistant.answer import Answer, Citation, Context
 from assistant.cite import SourceText
 from assistant.config import Settings, get_settings
-from assistant.corpus import Paper
 from assistant.evaluation import metrics as M
 from assistant.evaluation import runner
 from assistant.evaluation.runner import EvalError, load_dataset, run_eval
 from assistant.names import NameIndex
+from assistant.paper import Paper
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Hit
 

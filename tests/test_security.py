@@ -43,8 +43,8 @@ from typer.testing import CliRunner
 from assistant.answer import Assistant
 from assistant.cli import app
 from assistant.config import Settings, get_settings
-from assistant.corpus import Paper, paper_id
 from assistant.llm import LLM
+from assistant.paper import Paper, paper_id
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Retriever
 from assistant.store import PaperStore

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from assistant.cli import app
 from assistant.config import SEEDS_DIR, Settings
-from assistant.corpus import Paper, paper_id
+from assistant.paper import Paper, paper_id
 from assistant.store import PaperStore, StoreLocked, chunk_paper
 
 

@@ -147,7 +147,8 @@ def _synthetic_nodes(papers, n: int, dim: int, seed: int = 0):
 
 
 def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], log: Callable[[str], None]) -> dict:
-    from assistant.corpus import Paper, load_corpus
+    from assistant.corpus import load_corpus
+    from assistant.paper import Paper
     from assistant.services import index_on, open_store
 
     out: dict = {}

@@ -22,9 +22,10 @@ from typing import Any
 
 from ..answer import Assistant, Event, QuestionError
 from ..config import Settings
-from ..corpus import LAYOUT_BINARY, Paper, load_corpus
+from ..corpus import LAYOUT_BINARY, load_corpus
 from ..evaluation import EvalRun, previous_run, run_eval
 from ..filters import Filters
+from ..paper import Paper
 from ..services import assistant_on, open_index, start_llm
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..answer import Answer
 from ..cite import MARKER
-from ..corpus import Paper
+from ..paper import Paper
 from ..text import INLINE_MATH, MATH_COMMAND, author_list, math_symbol
 
 _MARKER_ONE = re.compile(r"\[(\d{1,3})\]")
