@@ -31,10 +31,16 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
-from assistant.cite import SourceText
-from assistant.config import REPO_ROOT
+from assistant.answer import QuestionError
+from assistant.cite import MARKER, SourceText
+from assistant.config import REPO_ROOT, get_settings
+from assistant.llm import LLM, LLMError, safe_url
+from assistant.plan import PlanError, gather, plan_question
+from assistant.services import assistant_on, open_index, start_llm
+from assistant.store import StoreError
 
 from . import metrics as M
+from .report import summary_table, write_report
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +222,6 @@ class LLMJudge:
         base_url = (cfg.base_url or "").strip()
         if not base_url:
             return None
-        from assistant.llm import LLM, safe_url
 
         model = (cfg.model or "").strip()
         llm = LLM(
@@ -260,7 +265,6 @@ def rank_papers(
     ``history`` a follow-up is resolved as the pipeline does without a model. A question whose filters the
     assistant rejects (an empty year range) ranks nothing, as it answers nothing. Given ``plan`` (the one an
     answer followed, rules' or model's) that plan is ranked as it is."""
-    from assistant.plan import PlanError, gather, plan_question
 
     try:
         plan = plan or plan_question(query, history or [], retriever)
@@ -314,7 +318,6 @@ def _check_answer(answer, papers: dict, checker: M.SupportChecker, judge: LLMJud
 
 
 def _claim(unit: str) -> str:
-    from assistant.cite import MARKER
 
     return " ".join(MARKER.sub("", unit).strip(" |").split())
 
@@ -441,10 +444,6 @@ def _resources(
         yield retriever, (None if retrieval_only else assistant)
         return
 
-    from assistant.llm import LLMError
-    from assistant.services import assistant_on, open_index, start_llm
-    from assistant.store import StoreError
-
     settings = settings.model_copy(deep=True)
     settings.retrieval.mode = mode
     settings.llm.temperature = temperature
@@ -506,10 +505,6 @@ def run_eval(
 
     Raises ``EvalError`` for problems the caller can fix (missing files, empty store, unknown retriever).
     """
-    from assistant.answer import QuestionError
-    from assistant.config import get_settings
-
-    from .report import write_report
 
     progress = progress or (lambda done, total, label: None)
     dataset = Path(dataset)
@@ -840,8 +835,6 @@ def cli_main(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-
-    from .report import summary_table
 
     with (
         Progress(
