@@ -16,8 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from llama_index.core.schema import TextNode
 
+from assistant.answer import QuestionError
 from assistant.config import REPO_ROOT, SEEDS_DIR, Settings
+from assistant.corpus import load_corpus
+from assistant.embed import Embedder
+from assistant.paper import Paper
+from assistant.services import assistant_on, index_on, open_store, start_llm
+from assistant.store import chunk_paper
+from assistant.text import split_sentences
 
 DEV = REPO_ROOT / "evals" / "datasets" / "dev.jsonl"
 
@@ -49,8 +57,6 @@ def _questions(limit: int) -> list[dict]:
 # -- 1. ingest ------------------------------------------------------------------------------------
 def _seed_chunks(settings: Settings, embedder) -> tuple[list, list[str]]:
     """The seed papers and their chunk texts, shortest first (as ingest batches them)."""
-    from assistant.corpus import load_corpus
-    from assistant.store import chunk_paper
 
     cfg = settings.chunk
     papers = load_corpus([settings.seeds_dir]).papers
@@ -72,8 +78,6 @@ def _bare_encode_s(embedder, texts: list[str], batch_size: int) -> float:
 
 
 def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
-    from assistant.embed import Embedder
-    from assistant.services import open_store
 
     embedder = Embedder(settings)
     papers, texts = _seed_chunks(settings, embedder)
@@ -99,7 +103,6 @@ def bench_ingest(settings: Settings, log: Callable[[str], None]) -> dict:
 
 def bench_precisions(settings: Settings, log: Callable[[str], None]) -> dict:
     """The bare embedding model at each precision on the seed chunks (the ASSISTANT_EMBED__PRECISION choice)."""
-    from assistant.embed import Embedder
 
     extra: dict = {}
     if settings.embed.base_url:
@@ -118,9 +121,6 @@ def bench_precisions(settings: Settings, log: Callable[[str], None]) -> dict:
 # -- 2. retrieval at scale ------------------------------------------------------------------------
 def _synthetic_nodes(papers, n: int, dim: int, seed: int = 0):
     """n synthetic papers recombined from seed sentences under unique titles, with random unit vectors."""
-    from llama_index.core.schema import TextNode
-
-    from assistant.text import split_sentences
 
     rng = random.Random(seed)
     pool = [s for p in papers for s in split_sentences(p.abstract)]
@@ -147,9 +147,6 @@ def _synthetic_nodes(papers, n: int, dim: int, seed: int = 0):
 
 
 def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], log: Callable[[str], None]) -> dict:
-    from assistant.corpus import load_corpus
-    from assistant.paper import Paper
-    from assistant.services import index_on, open_store
 
     out: dict = {}
     papers = load_corpus([settings.seeds_dir]).papers
@@ -189,9 +186,6 @@ def bench_retrieval(settings: Settings, sizes: list[int], queries: list[str], lo
 # -- 3. answering ---------------------------------------------------------------------------------
 def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None]) -> dict:
     """Pipeline vs the raw llama.cpp server given the identical prompt, from the same cache state."""
-    from assistant.answer import QuestionError
-    from assistant.corpus import load_corpus
-    from assistant.services import assistant_on, index_on, open_store, start_llm
 
     questions = _questions(n_questions)
     out: dict = {}
