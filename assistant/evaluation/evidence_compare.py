@@ -15,15 +15,14 @@ Deterministic and LLM-free (the dense scorer embeds the query with the store's e
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 from assistant.answer import floor_sentences
 from assistant.config import Settings
 from assistant.evaluation.metrics import must_include
+from assistant.evaluation.runner import comparison_cli
 from assistant.evidence import SCORERS
 from assistant.services import assistant_on, open_index
 
@@ -41,9 +40,8 @@ class _NoModel:
         pass
 
 
-def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
-    rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if (split is None or r.get("split") == split) and r.get("must_include")]
+def compare(rows: list[dict], settings: Settings) -> dict:
+    rows = [r for r in rows if r.get("must_include")]
     rows = [r for r in rows if r.get("type") != "unanswerable"]
     retriever = open_index(settings)
     try:
@@ -73,11 +71,8 @@ def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", type=Path, required=True, help="question set (JSONL)")
-    ap.add_argument("--split", default=None, help="only questions of this split (tune / holdout)")
-    args = ap.parse_args(argv)
-    result = compare(args.dataset, args.split, Settings())
+    rows, _, _ = comparison_cli(__doc__.split("\n\n")[0], argv)
+    result = compare(rows, Settings())
     types = sorted({t for v in result.values() for t in v}, key=lambda t: (t == "all", t))
     print(f"{'scorer':14}" + "".join(f"{t + ' (n=' + str(result[SCORERS[0]][t]['n']) + ')':>26}" for t in types))
     print(f"{'':14}" + "".join(f"{'evidence / floor':>26}" for _ in types))

@@ -11,23 +11,20 @@ decides what is retrieved and how the question is answered, which is what differ
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 from assistant.answer import QuestionError
 from assistant.config import Settings
 from assistant.evaluation.metrics import retrieval_metrics
+from assistant.evaluation.runner import comparison_cli
 from assistant.plan import gather
 from assistant.services import assistant_on, open_index, start_llm
 
 
-def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
-    rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if split is None or r.get("split") == split]
+def compare(rows: list[dict], settings: Settings) -> dict:
     retriever = open_index(settings)
     llm = start_llm(settings)
     try:
@@ -69,11 +66,8 @@ def compare(dataset: Path, split: str | None, settings: Settings) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", type=Path, required=True, help="question set (JSONL)")
-    ap.add_argument("--split", default=None, help="only questions of this split (tune / holdout)")
-    args = ap.parse_args(argv)
-    result = compare(args.dataset, args.split, Settings())
+    rows, _, _ = comparison_cli(__doc__.split("\n\n")[0], argv)
+    result = compare(rows, Settings())
     cols = ["rules.recall@5", "model.recall@5", "model.accepted", "same_kind", "rules.plan_s", "model.plan_s"]
     print(f"{'type':14}{'n':>4}" + "".join(f"{c:>16}" for c in cols))
     for t in sorted(result, key=lambda t: (t == "all", t)):

@@ -15,6 +15,7 @@ See ``evals/README.md`` for the definitions of the metrics.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import hashlib
@@ -146,6 +147,21 @@ def load_dataset(path: Path) -> tuple[list[Question], list[dict]]:
             )
         )
     return questions, skipped
+
+
+def comparison_cli(description: str, argv: list[str] | None) -> tuple[list[dict], str | None, Path]:
+    """The arguments of the comparison scripts (``--dataset``, ``--split``): (the split's rows, split, dataset)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--dataset", type=Path, required=True, help="question set (JSONL)")
+    ap.add_argument("--split", default=None, help="only questions of this split (tune / holdout)")
+    args = ap.parse_args(argv)
+    return split_rows(args.dataset, args.split), args.split, args.dataset
+
+
+def split_rows(dataset: Path, split: str | None) -> list[dict]:
+    """The rows of a question set (JSONL), only those of ``split`` when given."""
+    rows = [json.loads(line) for line in Path(dataset).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if split is None or r.get("split") == split]
 
 
 def list_datasets() -> list[Path]:
