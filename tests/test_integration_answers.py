@@ -41,7 +41,7 @@ def test_comparison_cites_both_papers(real):
     a = real.ask("Compare Gold-YOLO and DAMO-YOLO")
     cited = [c.title for c in a.citations]
     assert GOLD in cited and DAMO in cited
-    assert a.text.startswith("| Method | Problem | Approach | Reported results |")
+    assert a.text.startswith("| Method | Proposes | On the question | Reported results |")
 
 
 @pytest.mark.parametrize(
