@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .filters import Filters, filter_words, filters_from_question
 from .names import NameIndex, mentions, paper_name, salient_terms
+from .paper import Paper
 from .retrieve import Hit, Retriever
 
 Kind = Literal["factoid", "comparison", "listing"]
@@ -240,7 +241,7 @@ _SUCCESSOR = re.compile(
 )
 
 
-def successor_of(paper, papers: dict) -> object | None:
+def successor_of(paper: Paper, papers: dict[str, Paper]) -> Paper | None:
     """The paper that continues ``paper``: another paper whose title names its method with a version mark
     ("LLaVA-UHD v2", "Res2Net++", "Enhanced Res2Net"), or whose abstract says it extends or improves it; a dated
     one must be later. None when the corpus has no such paper."""
@@ -262,7 +263,7 @@ def successor_of(paper, papers: dict) -> object | None:
     return max(found, key=lambda q: (bool(versioned.search(q.title)), q.date or "", q.year or 0), default=None)
 
 
-def successor_reference(question: str, paper, papers: dict) -> tuple[str, str | None, str]:
+def successor_reference(question: str, paper: Paper, papers: dict[str, Paper]) -> tuple[str, str | None, str]:
     """ "its successor / newer version" in a follow-up -> (the question with the successor named, its id, why)."""
     m = _SUCCESSOR.search(question)
     if not m:
