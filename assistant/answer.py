@@ -190,7 +190,7 @@ class Prepared:
     messages: list[dict] | None = None
     grammar: str | None = None  # the decoding constraint sent with the messages, if any
     table: str = ""
-    rows: dict[int, tuple[list[str], Cells]] | None = None  # comparisons: source n -> sentences, table cells
+    rows: dict[int, Row] | None = None  # comparisons: source n -> the compared paper's table row
 
 
 class Assistant:
@@ -258,7 +258,7 @@ class Assistant:
         evidence = self.selector.select(plan.query, [h.paper for h in hits], plan.names)
         if plan.kind == "comparison":
             prepared.rows = self._table_rows(plan, gathered, hits)
-            evidence = _with_row_sentences(evidence, hits, prepared.rows)
+            evidence = _with_row_sentences(evidence, prepared.rows)
             prepared.table = comparison_table(plan, gathered.per_target, hits, prepared.rows)
         prepared.evidence = evidence
         prepared.messages = self._messages(plan, evidence, gathered)
@@ -432,7 +432,7 @@ class Assistant:
             seen.setdefault(h.paper.id, h)
         return list(seen.values())
 
-    def _table_rows(self, plan: Plan, gathered: Gathered, hits: list[Hit]) -> dict[int, tuple[list[str], Cells]]:
+    def _table_rows(self, plan: Plan, gathered: Gathered, hits: list[Hit]) -> dict[int, Row]:
         """Each compared paper's usable sentences, scored against the question, and the table cells chosen."""
         number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
         found = list(dict.fromkeys(h.paper.id for h in gathered.per_target.values() if h is not None))
@@ -442,7 +442,7 @@ class Assistant:
         for pid, sents in zip(found, scored, strict=True):
             texts = [x.text for x in sents]
             paper = self.retriever.papers[pid]
-            rows[number[pid]] = (texts, row_cells(texts, [x.score for x in sents], method_name(paper)))
+            rows[number[pid]] = table_row(texts, [x.score for x in sents], method_name(paper))
         return rows
 
     def _messages(self, plan: Plan, evidence: Evidence, gathered: Gathered) -> list[dict]:
@@ -596,8 +596,8 @@ class Assistant:
                 src = evidence.source(n)
                 if src is None or n not in rows:
                     break
-                cells = rows[n][1]
-                index = cells.relevant if cells.relevant is not None else cells.proposes
+                row = rows[n]
+                index = row.relevant if row.relevant is not None else row.proposes
                 sentence = next(x for x in src.sentences if x.index == index)
                 quoted.append(f"{row_label(m, h.paper)}: “{sentence.text.strip()}” [{n}]")
                 used.append(sentence)
@@ -687,17 +687,19 @@ class Assistant:
         answer.possibly_related = [h.paper.title for h in hits[:3]]
 
 
-def _with_row_sentences(evidence: Evidence, hits: list[Hit], rows: dict[int, tuple[list[str], Cells]]) -> Evidence:
+def _with_row_sentences(evidence: Evidence, rows: dict[int, Row]) -> Evidence:
     """A comparison's evidence keeps every sentence its table shows, so every cell the user sees is evidence the
     model saw and the answer can cite."""
     for src in evidence.sources:
         if src.n not in rows:
             continue
-        sents, cells = rows[src.n]
+        row = rows[src.n]
         have = {s.index for s in src.sentences}
-        for i in cells.indexes():
+        for i in row.indexes():
             if i not in have:
-                src.sentences.append(Sentence(n=src.n, paper_id=src.paper_id, index=i, text=sents[i], score=0.0))
+                src.sentences.append(
+                    Sentence(n=src.n, paper_id=src.paper_id, index=i, text=row.sentences[i], score=0.0)
+                )
         src.sentences.sort(key=lambda s: s.index)
     return evidence
 
@@ -764,9 +766,10 @@ def _result_signal(sentence: str) -> float:
     return len(re.findall(r"\d+(?:\.\d+)?", sentence)) + 2 * sentence.count("%") + 3 * bool(_RESULT.search(sentence))
 
 
-class Cells(BaseModel):
-    """One compared paper's row: sentence indexes (into its usable sentences) of each cell, None for none."""
+class Row(BaseModel):
+    """One compared paper's table row: its usable sentences and the index of each cell's sentence (None: none)."""
 
+    sentences: list[str]
     problem: int
     proposes: int
     relevant: int | None = None
@@ -776,7 +779,7 @@ class Cells(BaseModel):
         return sorted({i for i in (self.problem, self.proposes, self.relevant, self.result) if i is not None})
 
 
-def row_cells(sents: list[str], scores: list[float], name: str | None = None) -> Cells:
+def table_row(sents: list[str], scores: list[float], name: str | None = None) -> Row:
     """The row of one compared paper, read from the usual order of an abstract (background, then what the paper
     proposes, then how it works, then results): what it proposes (the proposal sentence that names its method
     first), the sentence after it most relevant to the question that is not a results sentence (the aspect asked
@@ -798,7 +801,7 @@ def row_cells(sents: list[str], scores: list[float], name: str | None = None) ->
     results = [i for i in range(len(sents)) if i not in (proposes, relevant) and _result_signal(sents[i]) > 0]
     # a result with numbers on what the question asks (its dataset, its metric)
     result = max(reversed(results), key=lambda i: scores[i] + min(_result_signal(sents[i]), 6)) if results else None
-    return Cells(problem=problem, proposes=proposes, relevant=relevant, result=result)
+    return Row(sentences=sents, problem=problem, proposes=proposes, relevant=relevant, result=result)
 
 
 _NOVEL = re.compile(r"\b(?:novel|new|propos\w*|present\w*|introduc\w*)\b", re.I)
@@ -826,12 +829,9 @@ def row_label(target: str, paper: Paper | None) -> str:
     return _cell(target, 8)
 
 
-def comparison_table(
-    plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], rows: dict[int, tuple[list[str], Cells]]
-) -> str:
+def comparison_table(plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], rows: dict[int, Row]) -> str:
     """A markdown table, one cited row per compared target, each cell a sentence of its paper's abstract (``rows``:
-    source number -> the paper's usable sentences and its cells). The problem column only when the question asks
-    about problems."""
+    source number -> `Row`). The problem column only when the question asks about problems."""
     number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
     problem = bool(_ASKS_PROBLEM.search(plan.query))
     head = ["Method", *(["Problem"] if problem else []), "Proposes", "On the question", "Reported results"]
@@ -842,9 +842,9 @@ def comparison_table(
             out.append(f"| {_cell(target, 8)} | not found in the corpus |" + " – |" * (len(head) - 2))
             continue
         n = number[hit.paper.id]
-        sents, cells = rows[n]
-        picked = [cells.problem] if problem else []
-        picked += [cells.proposes, cells.relevant, cells.result]
-        texts = [_cell(sents[i]) if i is not None else "–" for i in picked]
+        row = rows[n]
+        picked = [row.problem] if problem else []
+        picked += [row.proposes, row.relevant, row.result]
+        texts = [_cell(row.sentences[i]) if i is not None else "–" for i in picked]
         out.append(f"| {row_label(target, hit.paper)} [{n}] | " + " | ".join(texts) + f" [{n}] |")
     return "\n".join(out)

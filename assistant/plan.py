@@ -432,11 +432,11 @@ def _rules_plan(
             if group:
                 why.append(said)
         referent = referent_of(history, discussed, papers, index)
-        if group or (named_later and not has_reference(query)):
-            pass  # the question now names what it asks about
-        elif (referent and has_reference(query)) or rewrite is None:
+        # an author filter or a named successor leaves nothing to resolve
+        standalone = bool(group) or (named_later and not has_reference(query))
+        if not standalone and ((referent and has_reference(query)) or rewrite is None):
             query = resolve_references(query, history, index, referent)
-        else:
+        elif not standalone:
             query = rewrite(query, history)  # nothing in the conversation to point at: the model rewrites
         followup = query != question
         earlier = [m["content"] for m in history if m["role"] == "user"][-2:]
@@ -521,8 +521,7 @@ def counted_papers(question: str) -> tuple[int, str]:
     m = _COUNTED.search(question)
     if not m or not _EACH.search(question):
         return 0, ""
-    sentences = [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
-    described = next((x for x in sentences if _COUNTED.search(x)), question)
+    described = next((x for x in _clauses(question) if _COUNTED.search(x)), question)
     return _NUMBERS[m.group("n").lower()], described.rstrip(" :")
 
 
@@ -584,22 +583,23 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
         return Gathered(hits=_with_named_paper(plan, retriever, hits, depth, filters, mode))
     per_target: dict[str, Hit | None] = {}
     chosen: dict[str, Hit] = {}
-    background = _background(plan.query)
     if plan.described:  # the N papers the question (its description and what it asks) fits best, one per target
         found = retriever.search(plan.query, top_k=len(plan.compared), filters=filters, mode=mode)
         per_target = {t: (found[i] if i < len(found) else None) for i, t in enumerate(plan.compared)}
         chosen = {h.paper.id: h for h in found}
-    for target in plan.compared if not plan.described else ():
-        names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
-        # a described target ("the one that rebalances by return") is searched with the question's background
-        query = target if names or not background else f"{target}. {background}"
-        found = retriever.search(query, top_k=3, filters=filters, mode=mode)
-        if names:
-            found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
-        hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
-        per_target[target] = hit
-        if hit is not None:
-            chosen.setdefault(hit.paper.id, hit)
+    else:
+        background = _background(plan.query)
+        for target in plan.compared:
+            names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
+            # a described target ("the one that rebalances by return") is searched with the question's background
+            query = target if names or not background else f"{target}. {background}"
+            found = retriever.search(query, top_k=3, filters=filters, mode=mode)
+            if names:
+                found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
+            hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
+            per_target[target] = hit
+            if hit is not None:
+                chosen.setdefault(hit.paper.id, hit)
     # the compared papers alone make a shorter, clearer prompt; fill up only for targets not found
     room = len(plan.compared) if all(per_target.values()) else max(top_k, len(plan.compared))
     room = max(room, depth) if depth > top_k else room
@@ -630,8 +630,12 @@ def _search(plan: Plan, retriever: Retriever, depth: int, filters, mode) -> list
 def _background(question: str) -> str:
     """The sentences of a question before the one that asks the comparison ("Two offline RL papers change how
     often transitions are sampled. How does …"): the topic a described target belongs to."""
-    sentences = [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
-    return " ".join(sentences[:-1])
+    return " ".join(_clauses(question)[:-1])
+
+
+def _clauses(question: str) -> list[str]:
+    """A question's sentences, a colon also ending one ("Two papers here …: how does each …")."""
+    return [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
 
 
 def _with_named_paper(plan: Plan, retriever: Retriever, hits: list[Hit], depth: int, filters, mode) -> list[Hit]:

@@ -8,8 +8,6 @@ fails, so a caller never holds half a service.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .answer import Assistant
 from .config import Settings
@@ -58,36 +56,13 @@ def assistant_on(retriever: Retriever, llm=None, settings: Settings | None = Non
     return Assistant(settings or retriever.settings, retriever, llm)
 
 
-def open_assistant(settings: Settings, *, llm=None, with_llm: bool = True, progress: bool = False) -> Assistant:
-    """Store, retriever and LLM (started unless ``llm`` is given or ``with_llm`` is False) as one assistant.
-    Close with ``assistant.close()``."""
+def open_assistant(settings: Settings, *, progress: bool = False) -> Assistant:
+    """Store, retriever and the started (or reached) LLM as one assistant. Close with ``assistant.close()``."""
     retriever = open_index(settings)
     try:
-        if llm is None and with_llm:
-            llm = start_llm(settings, progress=progress)
+        llm = start_llm(settings, progress=progress)
     except BaseException:
         retriever.close()
         raise
-    assistant = assistant_on(retriever, llm)
     log.info("embedder: %s", retriever.store.embedder.describe())
-    return assistant
-
-
-@contextmanager
-def assistant_session(settings: Settings, **kw) -> Iterator[Assistant]:
-    """`open_assistant` as a context manager (closed on exit, the LLM server stopped)."""
-    assistant = open_assistant(settings, **kw)
-    try:
-        yield assistant
-    finally:
-        assistant.close()
-
-
-@contextmanager
-def index_session(settings: Settings, **kw) -> Iterator[Retriever]:
-    """`open_index` as a context manager."""
-    retriever = open_index(settings, **kw)
-    try:
-        yield retriever
-    finally:
-        retriever.close()
+    return assistant_on(retriever, llm)
