@@ -26,6 +26,7 @@ from .config import Settings
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
+from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError, one_line
 from .names import PROPOSAL_CUE, mentions, method_name, proposal_sentence, salient_terms
 from .paper import Paper
 from .plan import (
@@ -44,6 +45,10 @@ from .retrieve import Hit, Retriever
 from .text import author_list, plain_math
 
 log = logging.getLogger(__name__)
+
+# LLM failures that end an answer with an error instead of the extractive floor: the model cannot run at all
+# (a crashed or garbage-producing embedded server), or the endpoint refuses the key or the model name.
+BROKEN = (LLMStartError, LLMAuthError, LLMModelNotFound)
 
 AnswerPath = Literal["generated", "generated+repaired", "extractive", "refused"]
 PATHS: tuple[AnswerPath, ...] = ("generated", "generated+repaired", "extractive", "refused")
@@ -363,8 +368,10 @@ class Assistant:
                     first = time.perf_counter()
                 text += delta
                 yield Event("token", delta)
-        except Exception as exc:  # LLMError subclasses carry a readable message
-            answer.error = str(exc)
+        except BROKEN:
+            raise  # a model that cannot run or a wrong key/model name is a broken installation, not an answer path
+        except LLMError as exc:  # a timeout, a server that died mid-answer, a 5xx: the evidence is quoted instead
+            answer.error = one_line(exc)
             answer.incomplete = True
             log.warning("answer interrupted: %s", exc)
         end = time.perf_counter()

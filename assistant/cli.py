@@ -315,7 +315,7 @@ def papers(
 
 
 def _start_assistant(settings: Settings):
-    from .llm import LLMError
+    from .llm_errors import LLMError, one_line
     from .services import open_assistant
     from .store import StoreError
 
@@ -325,8 +325,10 @@ def _start_assistant(settings: Settings):
     try:
         with _faults(settings):
             assistant = open_assistant(settings, progress=True)
-    except (StoreError, LLMError) as exc:
+    except StoreError as exc:
         raise _fail(str(exc)) from None
+    except LLMError as exc:
+        raise _fail(one_line(exc)) from None
     for role, what in assistant.describe().items():
         console.print(f"{role}: {what}", style="dim", highlight=False)
     if not assistant.retriever.papers:
@@ -336,8 +338,10 @@ def _start_assistant(settings: Settings):
 
 
 def _print_answer_stream(assistant, question: str, history: list[dict] | None, **kw):
-    """Stream one answer to the terminal, then its checked references. Returns the Answer or None."""
-    from .answer import QuestionError
+    """Stream one answer to the terminal, then its checked references. Returns the Answer or None; a model that
+    cannot run (see `answer.BROKEN`) ends the command with one line and exit code 1."""
+    from .answer import BROKEN, QuestionError
+    from .llm_errors import one_line
 
     answer = None
     streamed = ""
@@ -359,6 +363,9 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     except QuestionError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return None
+    except BROKEN as exc:
+        out.print()
+        raise _fail(one_line(exc)) from None
     out.print()
     if answer is None:
         return None
@@ -429,7 +436,8 @@ def ask(
     """Answer one question with cited papers (or say why the corpus cannot answer it).
 
     Filters given here are added to those the question states ("papers from March 2024 by Yang Yue")."""
-    from .answer import QuestionError, validate_question
+    from .answer import BROKEN, QuestionError, validate_question
+    from .llm_errors import one_line
 
     settings = get_settings()
     filters = _filters_from_options(
@@ -457,6 +465,8 @@ def ask(
                 answer = assistant.ask(question, filters=filters, top_k=top_k)
             except QuestionError as exc:
                 raise _fail(str(exc)) from None
+            except BROKEN as exc:
+                raise _fail(one_line(exc)) from None
             print(answer.model_dump_json(indent=2))
             if answer.error:
                 raise typer.Exit(3)
@@ -543,10 +553,14 @@ def doctor(
     fix: Annotated[
         bool, typer.Option("--fix", help="Roll back an interrupted ingest and rebuild the keyword index and cache.")
     ] = False,
+    llm: Annotated[
+        bool, typer.Option("--llm/--no-llm", help="Also start the LLM and have it answer a test chat (default: on).")
+    ] = True,
 ) -> None:
-    """Check the store: Chroma, the keyword index and the paper cache agree, the vector index answers a test query.
-    Says what is wrong and the one command that fixes it (exit code 1 when something is)."""
-    from .doctor import REPAIR, diagnose, one_fix, repair
+    """Check the store (Chroma, the keyword index and the paper cache agree, the vector index answers a test query)
+    and the LLM (the llama.cpp build, a server that generates). Says what is wrong and the one command that fixes
+    it (exit code 1 when something is)."""
+    from .doctor import REPAIR, diagnose, llm_checks, one_fix, repair
 
     settings = get_settings()
     _require_store(settings)
@@ -558,11 +572,13 @@ def doctor(
                 console.print(f"note: {note}", style="yellow", highlight=False)
             console.print("repaired; checking again", style="dim")
             checks = diagnose(settings)
+    if llm:
+        checks += llm_checks(settings)
     for check in checks:
         out.print(str(check), highlight=False, markup=False)
     needed = one_fix(checks)
     if all(c.ok for c in checks):
-        out.print("the store is healthy", highlight=False)
+        out.print("the store is healthy" + (" and the LLM answers" if llm else ""), highlight=False)
         return
     if needed is None:
         out.print("to fix: do what the problem above says, then run `assistant doctor` again", highlight=False)

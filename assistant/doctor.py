@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from .config import Settings
-from .store import JOURNAL, REBUILD, MachineFault, PaperStore, StoreError, check_store_files
+from .store import JOURNAL, REBUILD, MachineFault, PaperStore, StoreError, check_store_files, chunk_texts
 
 REPAIR = "assistant doctor --fix"
 SAMPLE = 20  # chunks whose vectors are looked up in the index (spread over the collection)
@@ -34,9 +34,57 @@ class Check:
 
 
 def one_fix(checks: list[Check]) -> str | None:
-    """The one command that fixes every problem found (a rebuild covers what a repair does)."""
-    fixes = {c.fix for c in checks if not c.ok}
-    return REBUILD if REBUILD in fixes else (REPAIR if fixes else None)
+    """The one command that fixes every store problem found (a rebuild covers what a repair does), else the fix of
+    the first other problem (the LLM's)."""
+    fixes = [c.fix for c in checks if not c.ok and c.fix]
+    if REBUILD in fixes:
+        return REBUILD
+    if REPAIR in fixes:
+        return REPAIR
+    return fixes[0] if fixes else None
+
+
+REBUILD_LLAMA = "make rebuild-llama"
+
+
+def llm_checks(settings: Settings) -> list[Check]:
+    """The LLM: for the embedded model, a llama.cpp build without the AMX kernels that crash, and a server that
+    starts *and generates* (one short chat); for an endpoint, that it serves the model and answers one chat."""
+    from .llm_errors import LLMError, LLMStartError, one_line
+    from .services import start_llm
+
+    checks: list[Check] = []
+    if not settings.llm.base_url:
+        from .native import amx_compiled, system_info
+
+        try:
+            info = system_info()
+        except ImportError as exc:
+            return [Check("llama.cpp", False, f"llama_cpp cannot be imported ({exc})", REBUILD_LLAMA)]
+        features = [f.split("=")[0].strip() for f in info.split("|") if f.strip().endswith("= 1")]
+        if amx_compiled(info):
+            checks.append(
+                Check("llama.cpp", False, "built with AMX kernels, which crash (README: CPU support)", REBUILD_LLAMA)
+            )
+        else:
+            checks.append(Check("llama.cpp", True, "built for this CPU without AMX: " + " ".join(features[:12])))
+    try:
+        llm = start_llm(settings)
+    except LLMStartError as exc:
+        fix = REBUILD_LLAMA if exc.reason == "crashed" else None
+        return [*checks, Check("LLM", False, one_line(exc), fix)]
+    except LLMError as exc:
+        return [*checks, Check("LLM", False, one_line(exc))]
+    try:
+        reply = llm.chat([{"role": "user", "content": "Reply with one word: OK."}], max_tokens=4, temperature=0.0)
+        ok = bool(reply.strip())
+        detail = f"{llm.describe()}: answered a test chat ({reply.strip()[:20]!r})" if ok else "an empty reply"
+        checks.append(Check("LLM", ok, detail))
+    except LLMError as exc:
+        checks.append(Check("LLM", False, one_line(exc)))
+    finally:
+        llm.close()
+    return checks
 
 
 def _cache(path, chroma_chunks: int, collection: str) -> tuple[list[str] | None, str | None]:
@@ -161,7 +209,7 @@ def _query_checks(store: PaperStore, ids: list[str]) -> list[Check]:
     step = max(1, len(ids) // SAMPLE)
     sample = ids[::step][:SAMPLE]
     try:
-        got = store.collection.get(ids=sample, include=["embeddings", "documents"])
+        got = store.collection.get(ids=sample, include=["embeddings", "documents", "metadatas"])
         found = store.collection.query(query_embeddings=got["embeddings"], n_results=1, include=[])
     except Exception as exc:
         return [Check("vector index", False, f"a test query failed: {type(exc).__name__}: {exc}", REBUILD)]
@@ -175,7 +223,7 @@ def _query_checks(store: PaperStore, ids: list[str]) -> list[Check]:
         )
     ]
     try:
-        vec = store.embedder.embed_texts([got["documents"][0]])[0]
+        vec = store.embedder.embed_texts([chunk_texts(got)[0]])[0]
     except Exception as exc:  # the embedder is part of what a query needs
         checks.append(Check("embedder", False, f"cannot embed a test query: {exc}", None))
         return checks

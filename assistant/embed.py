@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from functools import cached_property
@@ -120,12 +121,35 @@ class Embedder:
             return None
         return self.model._model.tokenizer  # the sentence-transformers tokenizer
 
+    @cached_property
+    def _counter(self):
+        """A copy of the Rust tokenizer without padding or truncation, for counting only (no offsets, no Python
+        objects per token; a copy, so the model's own tokenizer settings are never touched)."""
+        rust = getattr(self._tokenizer, "_tokenizer", None)
+        if rust is None or not hasattr(rust, "encode_batch_fast"):
+            return None
+        counter = copy.deepcopy(rust)
+        counter.no_padding()
+        counter.no_truncation()
+        return counter
+
     def count_tokens(self, text: str) -> int:
         """Tokens as the embedding model sees them (word-count estimate for remote embedders)."""
         tok = self._tokenizer
         if tok is None:
             return int(len(text.split()) * 1.3) + 2
         return len(tok(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        """`count_tokens` of many texts in one tokenizer call (the fast tokenizer batches them in Rust: one call per
+        text cost ingest about 1.4 ms per paper on 2 cores)."""
+        tok = self._tokenizer
+        if tok is None or not texts:
+            return [self.count_tokens(t) for t in texts]
+        counter = self._counter
+        if counter is not None:
+            return [len(e.ids) for e in counter.encode_batch_fast(texts, add_special_tokens=True)]
+        return [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
 
     def embed_texts(self, texts: list[str]) -> list[list[float]]:
         if not texts:

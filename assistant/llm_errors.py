@@ -38,4 +38,16 @@ class LLMStartError(LLMUnavailable):
         if log_tail.strip():
             full += "\n--- last lines of the server log ---\n" + log_tail.rstrip()
         super().__init__(full)
-        self.reason, self.log_tail, self.log_path = reason, log_tail, log_path
+        self.message, self.reason, self.log_tail, self.log_path = message, reason, log_tail, log_path
+
+    @property
+    def summary(self) -> str:
+        """One line: what failed, the fix, and the log (the full text also quotes the log's last lines)."""
+        if self.log_path is None or str(self.log_path) in self.message:
+            return self.message
+        return f"{self.message} (log: {self.log_path})"
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for a terminal, a status line or an eval row."""
+    return exc.summary if isinstance(exc, LLMStartError) else (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import http.client
 import importlib.util
 import json
 import logging
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from assistant.llm_errors import LLMStartError
+from assistant.native import CPU_SUPPORT
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -44,6 +47,9 @@ _LOG_ROTATE_BYTES = 5 << 20
 _TAIL_LINES = 25
 
 _KEY_ENV = "ASSISTANT_LLM_SERVER_KEY"
+# The start-up generation check: a fixed question, a few tokens at temperature 0 (about 0.3 s on 2 cores).
+PROBE_PROMPT = "Reply with one word: OK."
+PROBE_TOKENS = 4
 
 # Runs in the child before the server. 1) Ask the kernel to SIGTERM us when the parent goes
 # away (even on SIGKILL); bail out if it already did between fork and prctl. 2) The server's
@@ -352,11 +358,12 @@ class EmbeddedServer:
         log.info("starting embedded LLM server pid %s on %s (log: %s)", self._proc.pid, self.base_url, self.log_path)
         try:
             self._wait_healthy(t0)
+            self._probe_generation(t0)
         except BaseException:
             self.stop(timeout=3)
             raise
         self.startup_s = time.monotonic() - t0
-        log.info("embedded LLM server healthy in %.1fs", self.startup_s)
+        log.info("embedded LLM server healthy and generating in %.1fs", self.startup_s)
 
     def _wait_healthy(self, t0: float) -> None:
         deadline = t0 + self.startup_timeout_s
@@ -385,7 +392,52 @@ class EmbeddedServer:
                 )
             time.sleep(0.1)
 
-    def _failure(self, rc: int) -> LLMStartError:
+    def _probe_generation(self, t0: float) -> None:
+        """Prove the server can generate, not only list its models: one short chat at temperature 0.
+
+        A llama.cpp build the CPU cannot run loads the model and answers ``/v1/models``, then dies with a signal on
+        its first matrix product (AMX: see `assistant.native`); a corrupt model streams "??????". Either is a broken
+        installation, reported here in one line, not an answer path for the pipeline to paper over."""
+        body = json.dumps(
+            {
+                "model": self.alias,
+                "messages": [{"role": "user", "content": PROBE_PROMPT}],
+                "max_tokens": PROBE_TOKENS,
+                "temperature": 0.0,
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+                "Content-Type": "application/json",
+            },
+        )
+        timeout = max(30.0, t0 + self.startup_timeout_s - time.monotonic())
+        try:
+            with _NO_PROXY.open(req, timeout=timeout) as resp:
+                reply = json.load(resp)["choices"][0]["message"]["content"] or ""
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            rc = self._proc.wait(2) if self._proc.poll() is None and _is_disconnect(exc) else self._proc.poll()
+            if rc is not None:
+                raise self._failure(rc, first_generation=True) from None
+            raise LLMStartError(
+                f"cannot start the embedded LLM: its first generation failed ({type(exc).__name__}: {exc})",
+                "probe_failed",
+                self.log_tail(),
+                self.log_path,
+            ) from None
+        if not re.search(r"[A-Za-z]", reply):
+            raise LLMStartError(
+                f"cannot start the embedded LLM: its first generation is not text ({reply[:40]!r}); the model file "
+                f"{self.model_path} may be corrupt: delete it and its .sha256 marker to re-assemble",
+                "garbage",
+                self.log_tail(),
+                self.log_path,
+            )
+
+    def _failure(self, rc: int, first_generation: bool = False) -> LLMStartError:
         time.sleep(0.1)  # let the last lines reach the file
         run_log, tail = self.log_tail(None), self.log_tail()
         fields = {"python": self.python, "port": self.port, "model": self.model_path, "n_ctx": self.n_ctx}
@@ -394,6 +446,15 @@ class EmbeddedServer:
             if m := re.search(f".*(?:{pattern}).*", run_log, re.IGNORECASE):
                 message = f"cannot start the embedded LLM: {text.format(**fields)} (log: {m.group(0).strip()[:200]})"
                 return LLMStartError(message, reason, tail, self.log_path)
+        if rc < 0 and rc != -signal.SIGKILL:  # SIGSEGV, SIGILL, SIGBUS…: the native code cannot run on this CPU
+            when = "on its first generation" if first_generation else "while loading the model"
+            return LLMStartError(
+                f"the embedded llama.cpp server crashed ({_signal_name(rc)}) {when}: this llama.cpp build cannot run "
+                f"on this CPU; rebuild it with `make rebuild-llama` ({CPU_SUPPORT}); log: {self.log_path}",
+                "crashed",
+                tail,
+                self.log_path,
+            )
         if rc == -signal.SIGKILL:  # the kernel OOM killer leaves no log line
             return LLMStartError(
                 "cannot start the embedded LLM: the server was killed (SIGKILL), most likely out of memory; "
@@ -408,6 +469,18 @@ class EmbeddedServer:
             tail,
             self.log_path,
         )
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return f"{signal.Signals(-rc).name}, code {rc}"
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """The server closed the connection without a reply (it may be dying)."""
+    return isinstance(exc, (ConnectionError, http.client.RemoteDisconnected, urllib.error.URLError))
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -267,3 +267,44 @@ class StubOpenAI:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+_FAULTY_LLAMA = '''\
+"""Test double for a llama.cpp build the CPU cannot run (loaded as sitecustomize in the server's process)."""
+import os
+import signal
+
+_mode = os.environ.get("PA_TEST_LLAMA_FAULT")
+if _mode:
+    import llama_cpp
+
+    _orig = llama_cpp.Llama.create_chat_completion
+    _when = os.environ.get("PA_TEST_LLAMA_FAULT_WHEN")  # a file: fault only once it exists
+
+    def _garbage(result):
+        if isinstance(result, dict):
+            result["choices"][0]["message"]["content"] = "??????"
+            return result
+        return ({**c, "choices": [{**c["choices"][0], "delta": {"content": "??"}}]} for c in result)
+
+    def _faulty(self, *args, **kwargs):
+        if _when is None or os.path.exists(_when):
+            if _mode == "segv":  # what an AMX build does on its first matrix product
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return _garbage(_orig(self, *args, **kwargs))  # what a model corrupted in place streams
+        return _orig(self, *args, **kwargs)
+
+    llama_cpp.Llama.create_chat_completion = _faulty
+'''
+
+
+def faulty_llama_env(folder: Path, mode: str, when: Path | None = None) -> dict[str, str]:
+    """Environment under which the embedded llama.cpp server crashes with SIGSEGV (``mode="segv"``) or generates
+    "??????" (``mode="garbage"``) on every generation, or only once the file ``when`` exists. The real server
+    runs; its chat completion is patched by a sitecustomize module (the AMX crash cannot be had on other CPUs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_FAULTY_LLAMA)
+    env = {"PYTHONPATH": str(folder), "PA_TEST_LLAMA_FAULT": mode}
+    if when is not None:
+        env["PA_TEST_LLAMA_FAULT_WHEN"] = str(when)
+    return env

@@ -9,6 +9,7 @@ from assistant.answer import Assistant, QuestionError, validate_question
 from assistant.config import Settings
 from assistant.filters import Filters
 from assistant.llm import LLM, LLMUnavailable
+from assistant.llm_errors import LLMAuthError, LLMModelNotFound, LLMStartError
 from assistant.names import method_name, size_variant_of
 from assistant.prompts import REFUSAL
 from assistant.retrieve import Retriever
@@ -382,3 +383,19 @@ def test_a_question_naming_methods_of_different_papers_is_a_comparison_whatever_
     a = assistant.ask("Which is more accurate on COCO, Gold-YOLO or DAMO-YOLO?")
     assert a.kind == "comparison" and a.compared == ["Gold-YOLO", "DAMO-YOLO"] and not a.refused
     assert a.text.startswith("| Method |") and {c.n for c in a.citations} == {1, 2}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        LLMStartError("the embedded llama.cpp server crashed (SIGSEGV, code -11) on its first generation", "crashed"),
+        LLMAuthError("the server at http://127.0.0.1:1/v1 rejected the API key (HTTP 401)"),
+        LLMModelNotFound("the server at http://127.0.0.1:1/v1 has no model 'x'"),
+    ],
+)
+def test_a_model_that_cannot_run_is_an_error_not_a_quoted_answer(assistant, fake, error):
+    """A broken installation (a crashing build, a refused key or model name) must not hide behind the extractive
+    floor: its answers would look like answers and score like them."""
+    fake.enqueue_error(error)
+    with pytest.raises(type(error)):
+        assistant.ask("How much computation does DoViT save?")

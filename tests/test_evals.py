@@ -21,6 +21,7 @@ from assistant.config import Settings, get_settings
 from assistant.evaluation import metrics as M
 from assistant.evaluation import runner
 from assistant.evaluation.runner import EvalError, load_dataset, run_eval
+from assistant.llm_errors import LLMStartError
 from assistant.names import NameIndex
 from assistant.paper import Paper
 from assistant.prompts import REFUSAL
@@ -369,6 +370,8 @@ class FakeAssistant:
         self.asked.append((question, history))
         if question == "boom":
             raise RuntimeError("the model fell over")
+        if question.startswith("crash"):
+            raise LLMStartError("the embedded llama.cpp server crashed (SIGSEGV, code -11) on its first generation")
         if question == "stop":
             raise KeyboardInterrupt
         text, cited, refused = self.script[question]
@@ -504,6 +507,23 @@ def test_a_failing_question_is_recorded_and_the_run_goes_on(tmp_path):
     assert "fell over" in failed["error"] and failed["scores"]["refusal.accuracy"] == 0.0
     assert failed["scores"]["citation.recall"] == 0.0
     assert "## Errors" in run.report_md.read_text()
+
+
+def test_a_run_where_most_answers_are_errors_says_so_at_the_top(tmp_path):
+    """A model that cannot run is counted as errors (never as quoted answers), and the report leads with it."""
+    dataset = tmp_path / "set.jsonl"
+    rows = [{**GOOD, "id": f"c{i}", "question": f"crash {i}"} for i in range(3)]
+    rows.append({**GOOD, "question": "What AP does Gold-YOLO-N reach on COCO val2017?"})
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = run_eval(dataset, tmp_path / "run", assistant=FakeAssistant(SCRIPT), judge=None)
+    assert run.metrics["run"]["errors"] == 3
+    assert all("crashed (SIGSEGV" in r["error"] for r in run.results[:3])
+    head = run.report_md.read_text().split("## Overall")[0]
+    assert "3 of 4 questions ended in an error" in head and "crashed (SIGSEGV" in head
+    fine = tmp_path / "fine.jsonl"
+    fine.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[3], {**rows[3], "id": "q3"}]))
+    run = run_eval(fine, tmp_path / "run2", assistant=FakeAssistant(SCRIPT), judge=None)
+    assert "ended in an error" not in run.report_md.read_text()  # one error of three: listed, not a headline
 
 
 def test_ctrl_c_scores_the_questions_answered_so_far(tmp_path):

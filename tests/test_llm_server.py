@@ -265,3 +265,93 @@ def test_server_outlives_the_thread_that_started_it(gguf, tmp_path):
         assert box["srv"].is_alive()
     finally:
         box["srv"].stop()
+
+
+# -- a build the CPU cannot run, a model that writes garbage: errors, never an answer path (README: CPU support) --
+def test_the_installed_build_has_no_amx_kernels_and_is_native(server):
+    from assistant.native import amx_compiled, cpu_flags, system_info
+
+    info = system_info()
+    assert not amx_compiled(info), info
+    flags = cpu_flags().split()
+    # native code generation: what this CPU has, the build uses (the speed of a plain native build)
+    for flag, feature in (("avx2", "AVX2 = 1"), ("avx512f", "AVX512 = 1"), ("fma", "FMA = 1")):
+        if flag in flags:
+            assert feature in info, (flag, info)
+    llm = LLM(base_url=server.base_url, model=NAME, api_key=server.api_key, max_retries=0, timeout_s=60, server=server)
+    assert llm.chat([{"role": "user", "content": "Say OK."}], max_tokens=4, temperature=0.0).strip()
+
+
+def test_the_start_checks_a_generation_not_only_the_model_list(server):
+    assert "/v1/chat/completions" in server.log_tail(None)  # the start-up probe went through the server
+
+
+def test_a_server_that_crashes_on_its_first_generation_is_one_clear_error(gguf, tmp_path, monkeypatch):
+    from procs import faulty_llama_env
+
+    for k, v in faulty_llama_env(tmp_path / "site", "segv").items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(LLMStartError) as info:
+        EmbeddedServer(gguf, alias=NAME, log_dir=tmp_path, n_ctx=2048, threads=2).start()
+    err = info.value
+    assert err.reason == "crashed"
+    line = err.summary
+    assert "\n" not in line
+    assert "crashed (SIGSEGV" in line and "on its first generation" in line  # what crashed
+    assert "make rebuild-llama" in line and "CPU support" in line  # the fix
+    assert str(err.log_path) in line  # the log
+
+
+def test_a_model_that_generates_garbage_fails_the_start(gguf, tmp_path, monkeypatch):
+    from procs import faulty_llama_env
+
+    for k, v in faulty_llama_env(tmp_path / "site", "garbage").items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(LLMStartError, match=r"first generation is not text \('\?\?\?\?\?\?'\)") as info:
+        EmbeddedServer(gguf, alias=NAME, log_dir=tmp_path, n_ctx=2048, threads=2).start()
+    assert info.value.reason == "garbage"
+
+
+def test_a_model_that_dies_and_cannot_restart_ends_the_answer_with_an_error(gguf, tmp_path, monkeypatch, seed_store):
+    """A server that dies mid-answer is restarted; when the restarted one crashes too, the installation is broken:
+    the answer ends with that error instead of quoting the evidence as if nothing were wrong."""
+    from procs import faulty_llama_env, link_gguf
+
+    from assistant.answer import Assistant
+    from assistant.retrieve import Retriever
+
+    crash_now = tmp_path / "crash-now"
+    for k, v in faulty_llama_env(tmp_path / "site", "segv", when=crash_now).items():
+        monkeypatch.setenv(k, v)
+    settings = Settings(data_dir=tmp_path / "data", llm={"context_window": 2048, "threads": 2})
+    link_gguf(gguf, settings.data_dir)
+    llm = LLM.from_settings(settings, progress=False)  # starts and generates: the fault is not armed yet
+    try:
+        assistant = Assistant(settings, Retriever(seed_store, settings), llm)
+        crash_now.touch()
+        with pytest.raises(LLMStartError, match=r"crashed \(SIGSEGV"):
+            assistant.ask("How does DoViT reduce the cost of semantic segmentation?")
+    finally:
+        llm.close()
+
+
+def test_cli_ask_and_doctor_report_a_crashing_model_in_one_line(gguf, tmp_path, embedder, seed_corpus):
+    from procs import BIN, build_store, clean_env, faulty_llama_env, link_gguf
+
+    data = tmp_path / "data"
+    build_store(data, seed_corpus.papers[:12], embedder)
+    link_gguf(gguf, data)
+    env = clean_env(ASSISTANT_DATA_DIR=str(data), **faulty_llama_env(tmp_path / "site", "segv"))
+    ask = subprocess.run(
+        [BIN / "assistant", "ask", "What does DoViT do?"], env=env, capture_output=True, text=True, timeout=300
+    )
+    said = ask.stdout + ask.stderr
+    assert ask.returncode == 1, said
+    assert "Traceback" not in said and "Quoted from the abstracts" not in said
+    errors = [line for line in said.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "crashed (SIGSEGV" in errors[0] and "make rebuild-llama" in errors[0], said
+    doctor = subprocess.run([BIN / "assistant", "doctor"], env=env, capture_output=True, text=True, timeout=300)
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    assert re.search(r"PROBLEM LLM: .*crashed \(SIGSEGV", doctor.stdout), doctor.stdout
+    assert "ok      llama.cpp: built for this CPU without AMX" in doctor.stdout
+    assert "to fix: run `make rebuild-llama`" in doctor.stdout

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _templates(tmp_path: Path, **changed: str) -> Path:
     root = tmp_path / "templates"
-    shutil.copytree(REPO / "assistant" / "prompts", root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(REPO / "prompts", root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     for name, text in changed.items():
         (root / name.replace("_", ".")).write_text(text, encoding="utf-8")
     return root
@@ -39,6 +39,25 @@ def test_a_template_with_a_missing_or_unknown_placeholder_stops_the_start(tmp_pa
         load_templates(root)
     with pytest.raises(PromptError, match="takes"):
         render("answer.md", sources="", evidence="")  # a caller that forgot a value fails loudly, not silently
+
+
+def test_the_templates_are_read_from_the_top_level_prompts_folder():
+    # the design card's layout: prompts/ at the top, mapped onto the package assistant.prompts (editable install)
+    import assistant.prompts as p
+
+    assert Path(p.__file__).resolve().parent == REPO / "prompts"
+    assert not (REPO / "assistant" / "prompts").exists()
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    # packages are listed by hand (package-dir maps prompts/), so a new sub-package must be added there too
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "assistant").rglob("__init__.py")} | {
+        "assistant.prompts"
+    }
+    assert listed == found
 
 
 @pytest.mark.slow

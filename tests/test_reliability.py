@@ -171,7 +171,7 @@ def test_read_only_store_folder_is_read_by_reading_commands_refused_by_writing_o
     assert {json.loads(line)["title"] for line in listing.stdout.splitlines()} == {
         p.title for p in load_corpus([SEED_FILE]).papers
     }
-    doctor = run_cli("doctor")
+    doctor = run_cli("doctor", "--no-llm")
     assert doctor.exit_code == 0 and "the store is healthy" in doctor.output, doctor.output
     asked = run_cli("ask", QUESTION)  # the store is read; only the (unreachable) LLM fails
     assert asked.exit_code in (1, 3) and "cannot reach the LLM at http://127.0.0.1:9/v1" in asked.output, asked.output
@@ -192,7 +192,7 @@ _PACED_INGEST = textwrap.dedent(
     import sys, time
     import assistant.store as store
     from assistant.embed import Embedder
-    store.ADD_BATCH = 4
+    store.ADD_BATCH = store.WRITE_BATCH = 4
     embed = Embedder.embed_texts
     Embedder.embed_texts = lambda self, texts: (time.sleep(1.5), embed(self, texts))[1]
     from assistant.cli import main

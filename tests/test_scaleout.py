@@ -35,7 +35,7 @@ from assistant.config import SEEDS_DIR, get_settings
 from assistant.filters import Filters
 from assistant.llm import LLM, LLMAuthError, LLMModelNotFound
 from assistant.retrieve import Retriever
-from assistant.store import PaperStore
+from assistant.store import PaperStore, chunk_texts
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -120,8 +120,8 @@ class ReusedVectors:
     """The session embedder, answering ``embed_texts`` from the seed store's vectors for identical texts."""
 
     def __init__(self, embedder, seed_store):
-        got = seed_store.collection.get(include=["documents", "embeddings"])
-        pairs = zip(got["documents"], got["embeddings"], strict=True)
+        got = seed_store.collection.get(include=["documents", "metadatas", "embeddings"])
+        pairs = zip(chunk_texts(got), got["embeddings"], strict=True)
         self._vectors = {doc: [float(x) for x in vec] for doc, vec in pairs}
         self._inner = embedder
         self.computed = 0

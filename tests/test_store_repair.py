@@ -177,7 +177,7 @@ def test_damaged_store_is_reported_before_the_llm_starts_and_rebuilt_by_ingest_r
         assert r.exit_code == 1 and f"error: the paper store in {data} is damaged: " in r.output, (args, r.output)
         assert said in r.output and fix in r.output
     assert no_llm == []  # the LLM was never started
-    doctor = cli(data, "doctor")
+    doctor = cli(data, "doctor", "--no-llm")
     assert doctor.exit_code == 1 and said in doctor.output
     assert doctor.output.strip().endswith("to fix: run `assistant ingest --rebuild`")
 
@@ -188,7 +188,7 @@ def test_damaged_store_is_reported_before_the_llm_starts_and_rebuilt_by_ingest_r
     titles, _ = stored(data, embedder)
     assert set(titles) == {p.title for p in seed_papers} | {"Quokka Attention for Long Documents"}
     assert titles["Quokka Attention for Long Documents"].sources[0].file == str(added)  # read from its kept copy
-    assert cli(data, "doctor").output.strip().endswith("the store is healthy")
+    assert cli(data, "doctor", "--no-llm").output.strip().endswith("the store is healthy")
 
 
 def test_rebuild_keeps_papers_only_the_old_catalog_holds(data, cli, embedder, seed_papers):
@@ -246,20 +246,22 @@ def test_full_disk_during_ingest_is_one_line_loses_nothing_and_a_rerun_completes
 def test_chroma_write_error_rolls_the_file_back_in_one_line(data, cli, embedder, monkeypatch, tmp_path):
     """The same path without a tmpfs: ENOSPC simulated at Chroma's write boundary (its own error text)."""
     from chromadb.errors import InternalError
-    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from assistant.store import PaperStore
 
     before, chunks = stored(data, embedder)
-    real_add = ChromaVectorStore.add
+    real_add = PaperStore._add
     calls = []
 
-    def add(self, nodes, **kw):
+    def add(self, nodes):
         calls.append(len(nodes))
         if len(calls) == 2:  # the first batch is in: the roll-back must take it out again
             raise InternalError("Error in compaction: Failed to apply logs: No space left on device (os error 28)")
-        return real_add(self, nodes, **kw)
+        return real_add(self, nodes)
 
     monkeypatch.setattr("assistant.store.ADD_BATCH", 2)
-    monkeypatch.setattr(ChromaVectorStore, "add", add)
+    monkeypatch.setattr("assistant.store.WRITE_BATCH", 2)
+    monkeypatch.setattr(PaperStore, "_add", add)
     new = jsonl(
         tmp_path / "three.jsonl",
         *({"title": f"Quokka Attention Variant {n}", "abstract": ABSTRACT + f" Variant {n}."} for n in "ABC"),
@@ -267,7 +269,7 @@ def test_chroma_write_error_rolls_the_file_back_in_one_line(data, cli, embedder,
     r = cli(data, "ingest", "-q", str(new))
     assert r.exit_code == 1 and "error: no space left on the disk holding" in r.output
     assert f"The ingest of {new} was rolled back: none of its records is stored." in r.output
-    monkeypatch.setattr(ChromaVectorStore, "add", real_add)
+    monkeypatch.setattr(PaperStore, "_add", real_add)
     assert stored(data, embedder) == (before, chunks)
 
 
@@ -390,7 +392,7 @@ def test_bad_field_types_huge_abstracts_and_nul_bytes_cost_one_record_each(data,
 
 # -- the doctor: caches, an interrupted ingest ------------------------------------------------------------------
 def test_doctor_finds_stale_caches_and_an_interrupted_ingest_and_doctor_fix_repairs_them(data, cli, embedder):
-    r = cli(data, "doctor")
+    r = cli(data, "doctor", "--no-llm")
     assert r.exit_code == 0 and r.output.strip().endswith("the store is healthy")
     assert "vector index: test query: 16 of 16 sampled chunks found as their own nearest neighbour" in r.output
     (data / "nodes.jsonl").unlink()
@@ -398,13 +400,13 @@ def test_doctor_finds_stale_caches_and_an_interrupted_ingest_and_doctor_fix_repa
     (data / "papers.jsonl").write_text("\n".join(lines[:-3]) + "\n")  # three papers short, stamp unchanged
     journal = {"file": "half.jsonl", "written": ["0000000000000000:0"], "restore": []}
     (data / JOURNAL).write_text(json.dumps(journal))
-    r = cli(data, "doctor")
+    r = cli(data, "doctor", "--no-llm")
     assert r.exit_code == 1
     assert "PROBLEM keyword index: " in r.output and "nodes.jsonl is missing" in r.output
     assert "PROBLEM paper cache: papers.jsonl: 13 papers, 0 unknown to Chroma, 3 missing" in r.output
     assert "PROBLEM interrupted ingest: the ingest of half.jsonl was cut short" in r.output
     assert r.output.strip().endswith("to fix: run `assistant doctor --fix`")
-    r = cli(data, "doctor", "--fix")
+    r = cli(data, "doctor", "--fix", "--no-llm")
     assert r.exit_code == 0 and r.output.strip().endswith("the store is healthy"), r.output
     assert "an interrupted ingest of half.jsonl was rolled back" in r.output
     assert len(stored(data, embedder)[0]) == 16
@@ -419,7 +421,7 @@ def test_doctor_says_when_vectors_come_from_another_embedding_model(data, cli, e
             documents=got["documents"],
             metadatas=got["metadatas"],
         )
-    r = cli(data, "doctor")
+    r = cli(data, "doctor", "--no-llm")
     assert r.exit_code == 1 and "stored vectors were made by another embedding model" in r.output
     assert r.output.strip().endswith("to fix: run `assistant ingest --rebuild`")
 

@@ -341,3 +341,29 @@ def test_login_from_env(monkeypatch):
         ui_login(Settings())
     monkeypatch.setenv("ASSISTANT_UI_PASSWORD", "s3cret")
     assert ui_login(Settings()) == ("ada", "s3cret")
+
+
+def test_a_broken_model_turns_the_status_red_and_the_chat_says_why(seed_store, tmp_path):
+    """A model that cannot run (it crashed and could not be restarted) is not answered around: the status line
+    stops saying Ready, the turn says why, and the next question starts the model again."""
+    from fakes import FakeLLM
+
+    from assistant.llm_errors import LLMStartError
+    from assistant.ui.app import AppUI
+    from assistant.ui.backend import Backend
+
+    settings = Settings(data_dir=tmp_path)
+    crash = LLMStartError(
+        "the embedded llama.cpp server crashed (SIGSEGV, code -11) on its first generation: this llama.cpp build "
+        "cannot run on this CPU; rebuild it with `make rebuild-llama`",
+        "crashed",
+    )
+    backend = Backend(settings, Assistant(settings, Retriever(seed_store, settings), FakeLLM().enqueue_error(crash)))
+    assert "Ready" in AppUI(backend).status_html()
+    items = [i for i in backend.answer("How does DoViT reduce the cost of segmentation?", [], None, None).events() if i]
+    kinds = [i.kind for i in items]
+    assert "broken" in kinds and "answer" not in kinds and "crash" not in kinds, kinds
+    assert "make rebuild-llama" in next(i.data for i in items if i.kind == "broken")
+    status = AppUI(backend).status_html()
+    assert "LLM unavailable" in status and "crashed (SIGSEGV" in status and "Ready" not in status
+    assert not backend.ready and backend.phase == "LLM failed"

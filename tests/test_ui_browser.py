@@ -30,7 +30,26 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 OUT = Path(__file__).resolve().parent.parent / "test-output"
+# Every Gradio error toast that appears, recorded before it fades (a toast is what a person sees of a handler that
+# failed: "A function (on_load) didn't return enough output values" every 10 s went unnoticed by JS-error checks).
+RECORD_ERROR_TOASTS = """
+window.__errorToasts = [];
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('[data-testid="toast-body"]')) {
+    if (!el.dataset.recorded && /\\b(error|warning)\\b/.test(el.className)) {
+      el.dataset.recorded = "1";
+      window.__errorToasts.push(el.innerText);
+    }
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true});
+"""
+
+
 ANSWER_TIMEOUT_MS = 420_000  # the 0.5B model on 2 shared CPU cores
+
+
+def error_toasts(page) -> list[str]:
+    return page.evaluate("window.__errorToasts")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +85,7 @@ def page(app_url):
         page.errors = []
         page.on("request", lambda r: page.requests.append(r.url))
         page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.add_init_script(RECORD_ERROR_TOASTS)
         page.goto(app_url)
         yield page
         browser.close()
@@ -77,6 +97,10 @@ def test_ask_see_citation_and_its_source_card(page, app_url):
     OUT.mkdir(exist_ok=True)
     expect(page.locator("#status")).to_contain_text("Ready", timeout=60_000)
     expect(page.locator("#status")).to_contain_text("qwen2.5-coder-0.5b")
+    # idle: the status timer ticks every 10 s; no tick may fail (each failure shows an error toast)
+    page.wait_for_timeout(30_000)
+    assert error_toasts(page) == [], error_toasts(page)
+    expect(page.locator("#status")).to_contain_text("Ready")
     question = page.locator("#question textarea")
     messages = page.locator("#chat .message-row")
 
@@ -126,6 +150,7 @@ def test_ask_see_citation_and_its_source_card(page, app_url):
     hosts = {re.sub(r"^\w+://([^/]+).*", r"\1", u) for u in page.requests if "://" in u}
     assert hosts <= {app_url.split("/")[2]}, hosts
     assert not page.errors, page.errors
+    assert error_toasts(page) == [], error_toasts(page)  # none during the answers either
 
 
 def test_corpus_tab_table_plot_and_abstract(page):

@@ -147,11 +147,24 @@ def _missing_cited(r: dict) -> list[str]:
     return [t for t in r["expected_titles"] if M.norm_title(t) not in cited]
 
 
+def errors_warning(run: dict, results: list[dict]) -> str:
+    """A run where most questions ended in an error measures the installation, not the pipeline: say so first."""
+    errors = [r for r in results if r.get("error")]
+    if not results or len(errors) * 2 <= len(results):
+        return ""
+    return (
+        f"{len(errors)} of {len(results)} questions ended in an error: these figures do not measure the answers. "
+        f"First error: {errors[0]['error'][:300]}"
+    )
+
+
 def write_markdown(path: Path, metrics: dict, results: list[dict], png_name: str = "report.png") -> Path:
     run = metrics["run"]
     deltas = metrics.get("compared_with")
     keys = _keys(metrics)
     lines = [f"# Eval report: {run['dataset_name']}", ""]
+    if warning := errors_warning(run, results):
+        lines += [f"> **{warning}**", ""]
     facts = [
         ("dataset", f"`{run['dataset']}` (sha256 {run['dataset_sha256'][:12]})"),
         (

@@ -31,17 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from platformdirs import user_data_dir
+from rich.text import Text
 
-from assistant.answer import QuestionError
+from assistant.answer import BROKEN, QuestionError
 from assistant.cite import MARKER, SourceText
 from assistant.config import REPO_ROOT, get_settings
 from assistant.llm import LLM, LLMError, safe_url
+from assistant.llm_errors import one_line
 from assistant.plan import PlanError, gather, plan_question
 from assistant.services import assistant_on, open_index, start_llm
 from assistant.store import StoreError
 
 from . import metrics as M
-from .report import summary_table, write_report
+from .report import errors_warning, summary_table, write_report
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +480,7 @@ def _resources(
         try:
             llm = start_llm(settings)
         except LLMError as exc:
-            raise EvalError(str(exc)) from None
+            raise EvalError(one_line(exc)) from None
         try:
             yield retriever, assistant_on(retriever, llm)
         finally:
@@ -710,6 +712,9 @@ def _run_question(q: Question, retriever, assistant, mode, checker, judge, Quest
         answer = assistant.ask(q.question, history=q.history)
     except QuestionError as exc:
         error = str(exc)
+    except BROKEN as exc:  # the model cannot run: an error, never a quoted answer that would score as one
+        log.error("question %s: %s", q.id, one_line(exc))
+        error = one_line(exc)
     except Exception as exc:  # one broken question must not end the run
         log.exception("question %s failed", q.id)
         error = f"{type(exc).__name__}: {exc}"
@@ -891,6 +896,8 @@ def cli_main(
             "the deltas compare different question sets",
             highlight=False,
         )
+    if warning := errors_warning(run.metrics["run"], run.results):
+        console.print(Text(f"warning: {warning}", style="bold red"))
     table = summary_table(run.metrics, run.deltas)
     if stdout.is_terminal:
         stdout.print(table)

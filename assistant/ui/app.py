@@ -29,6 +29,9 @@ from .static import CSS, JS
 log = logging.getLogger(__name__)
 
 ANY = "any"
+# outputs of on_load besides status, timer and the loaded flag: the filter controls and the corpus tab
+FACET_OUTPUTS = 8  # facet_updates(): year from/to, category, author, first author, affiliation, corpus category/year
+CORPUS_OUTPUTS = 4  # corpus_outputs(): table, count, the two plots
 
 # Real questions about the seed corpus: factoid, comparisons, a filter, a refusal, and a follow-up to the first.
 EXAMPLES: list[tuple[str, str]] = [
@@ -224,7 +227,9 @@ class AppUI:
         b = self.backend
         timer = gr.Timer(value=10 if b.ready else 1.5, active=True)
         if not b.store_ready or loaded:
-            return (self.status_html(), timer, loaded, *([gr.skip()] * 6), *([gr.skip()] * 4))
+            # as many skips as the outputs it leaves alone (a count written out by hand went stale once, and every
+            # tick then failed with an error toast)
+            return (self.status_html(), timer, loaded, *([gr.skip()] * (FACET_OUTPUTS + CORPUS_OUTPUTS)))
         return (self.status_html(), timer, True, *self.facet_updates(), *self.corpus_outputs("", ANY, ANY, False))
 
     # -- chat ------------------------------------------------------------------------------------------------
@@ -332,6 +337,13 @@ class AppUI:
                     answer = item.data
                 elif item.kind == "question_error":
                     turn.update(kind="notice", text=str(item.data), status=None)
+                elif item.kind == "broken":
+                    turn.update(
+                        kind="notice",
+                        text=f"The language model cannot answer: {item.data}. Search, the corpus and uploads work; "
+                        "ask again once it is fixed.",
+                        status=None,
+                    )
                 elif item.kind == "crash":
                     turn.update(
                         kind="notice",
@@ -814,6 +826,7 @@ def create_app(
         # -- wiring ------------------------------------------------------------------------------------------
         facet_outputs = [year_from, year_to, category, author, first_author, affiliation, corpus_cat, corpus_year]
         corpus_outputs = [corpus_table, corpus_count, cat_plot, year_plot]
+        assert (len(facet_outputs), len(corpus_outputs)) == (FACET_OUTPUTS, CORPUS_OUTPUTS)
         load_outputs = [status, timer, facets_loaded, *facet_outputs, *corpus_outputs]
         demo.load(ui.on_load, [facets_loaded], load_outputs, api_visibility="private", show_progress="hidden")
         timer.tick(

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..answer import Assistant, Event, QuestionError
+from ..answer import BROKEN, Assistant, Event, QuestionError
 from ..config import Settings
 from ..corpus import LAYOUT_BINARY, load_corpus
 from ..evaluation import EvalRun, previous_run, run_eval
 from ..filters import Filters
+from ..llm_errors import one_line
 from ..paper import Paper
 from ..services import assistant_on, open_index, start_llm
 
@@ -95,7 +96,7 @@ class RWLock:
 class StreamItem:
     """What the answer thread hands to the page: a pipeline event, or how it ended."""
 
-    kind: str  # "status" | "token" | "answer" | "question_error" | "crash" | "done"
+    kind: str  # "status" | "token" | "answer" | "question_error" | "broken" | "crash" | "done"
     data: Any = None
 
 
@@ -133,6 +134,10 @@ class AnswerRun:
                 self._queue.put(StreamItem(event.kind, event.data))
         except QuestionError as exc:
             self._queue.put(StreamItem("question_error", str(exc)))
+        except BROKEN as exc:  # the model cannot run: the status line says so (red) and the next question retries
+            log.error("the LLM is broken: %s", exc)
+            backend.llm_broken(exc)
+            self._queue.put(StreamItem("broken", one_line(exc)))
         except Exception as exc:  # a bug or an unexpected store error: readable in the chat, full in the log
             log.exception("answering %r failed", question)
             self._queue.put(StreamItem("crash", f"{type(exc).__name__}: {exc}"))
@@ -261,7 +266,7 @@ class Backend:
         except Exception as exc:
             log.error("LLM start-up failed: %s", exc)
             with self._cond:
-                self._llm_error = str(exc)
+                self._llm_error = one_line(exc)
                 self._llm_failed_at = time.monotonic()
                 self._phase = "LLM failed"
                 self._cond.notify_all()
@@ -280,6 +285,18 @@ class Backend:
         with self._cond:
             self._phase = phase
             self._cond.notify_all()
+
+    def llm_broken(self, exc: BaseException) -> None:
+        """The model failed in a way an answer cannot work around (it crashed and could not be restarted, the key or
+        the model name is refused): drop it, so the status line turns red and the next question starts it again."""
+        with self._cond:
+            llm, self._llm, self._assistant = self._llm, None, None
+            self._llm_error = one_line(exc)
+            self._llm_failed_at = time.monotonic()
+            self._phase = "LLM failed"
+            self._cond.notify_all()
+        if llm is not None:
+            llm.close()
 
     def retry_llm(self) -> bool:
         """Start the LLM again after a failed start (not more often than every LLM_RETRY_S). True if started."""
