@@ -19,15 +19,32 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from .cite import SourceText, cited_clauses, cited_grammar, content_words, units
+from .compose import (
+    CELL_WORDS,
+    DEFAULT_ASPECTS,
+    Cell,
+    Findings,
+    Row,
+    aspect_cells,
+    clean_prose,
+    display,
+    floor_sentences,
+    quote,
+    render_list,
+    render_table,
+    row_label,
+    source_details,
+)
 from .config import Settings
 from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
 from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError, one_line
-from .names import PROPOSAL_CUE, mentions, method_name, proposal_sentence, salient_terms
+from .names import mentions, method_name, proposal_sentence
 from .paper import Paper
 from .plan import (
     PRONOUN,
@@ -49,6 +66,10 @@ log = logging.getLogger(__name__)
 # LLM failures that end an answer with an error instead of the extractive floor: the model cannot run at all
 # (a crashed or garbage-producing embedded server), or the endpoint refuses the key or the model name.
 BROKEN = (LLMStartError, LLMAuthError, LLMModelNotFound)
+
+# A survey's synthesis after its findings: two or three sentences from the rows, so a short prompt and reply.
+SURVEY_EVIDENCE_TOKENS = 200
+SURVEY_TOKENS = 128
 
 AnswerPath = Literal["generated", "generated+repaired", "extractive", "refused"]
 PATHS: tuple[AnswerPath, ...] = ("generated", "generated+repaired", "extractive", "refused")
@@ -175,10 +196,12 @@ class Answer(BaseModel):
 @dataclass
 class Event:
     """A step of `Assistant.stream()`: ``status`` (str, for people), ``evidence`` (`Evidence`, before any token),
-    ``token`` (str), ``answer`` (the final `Answer`). ``step`` says where a status stands for code that reacts to
+    ``findings`` (`compose.Findings`: a comparison's rows or a survey's papers, complete before the model writes;
+    their rendering is also the first ``token``), ``token`` (str), ``answer`` (the final `Answer`). ``step`` says
+    where a status stands for code that reacts to
     it: ``rewrite`` and ``search`` read the indexes, ``write`` (the model is writing) no longer does."""
 
-    kind: Literal["status", "evidence", "token", "answer"]
+    kind: Literal["status", "evidence", "findings", "token", "answer"]
     data: Any
     step: Literal["rewrite", "search", "write"] | None = None
 
@@ -194,8 +217,8 @@ class Prepared:
     evidence: Evidence | None = None
     messages: list[dict] | None = None
     grammar: str | None = None  # the decoding constraint sent with the messages, if any
-    table: str = ""
-    rows: dict[int, Row] | None = None  # comparisons: source n -> the compared paper's table row
+    findings: Findings | None = None  # comparisons and surveys: the rows the pipeline found, before any model
+    table: str = ""  # comparisons: the findings as a table
 
 
 class Assistant:
@@ -250,21 +273,38 @@ class Assistant:
         top_k = top_k or self.settings.retrieval.top_k
         gathered = gather(plan, self.retriever, top_k)
         hits = gathered.hits
-        verdict = judge_question(plan, hits, self.retriever.name_index, self.settings.retrieval, self._sentences)
+        verdict = judge_question(
+            plan, hits, self.retriever.name_index, self.settings.retrieval, self._sentences, gathered.coverage
+        )
         prepared = Prepared(plan, gathered, verdict, hits)
         if not verdict.answerable or plan.kind == "listing":
             return prepared
-        if verdict.subject_papers and plan.kind == "factoid":
+        if plan.kind == "survey":
+            prepared.findings = self._survey_findings(plan, gathered)
+            prepared.table = render_list(prepared.findings, self.retriever.papers)
+            if plan.term:
+                return prepared  # a content listing is complete from the records: no model to ask
+            # a topical survey: the findings first, then the model's synthesis of them
+        if verdict.subject_papers and plan.kind in ("factoid", "summary"):
             # the question names its subject: papers that do not use every name it asks about are distractors
             hits = [h for h in hits if h.paper.id in verdict.subject_papers] or hits
+        if plan.kind == "summary":
+            hits = hits[:1]  # a summary is of one paper: the one the question names or describes best
         if plan.kind == "comparison":
             hits = self._comparison_order(plan, gathered)
         prepared.hits = hits
-        evidence = self.selector.select(plan.query, [h.paper for h in hits], plan.names)
+        # a survey's evidence is its rows (added below) and little else: the synthesis is short, the prompt too
+        budget = SURVEY_EVIDENCE_TOKENS if plan.kind == "survey" else None
+        evidence = self.selector.select(plan.query, [h.paper for h in hits], plan.names, budget_tokens=budget)
         if plan.kind == "comparison":
-            prepared.rows = self._table_rows(plan, gathered, hits)
-            evidence = _with_row_sentences(evidence, prepared.rows)
-            prepared.table = comparison_table(plan, gathered.per_target, hits, prepared.rows)
+            prepared.findings = self._comparison_findings(plan, gathered, hits)
+            evidence = _with_findings(evidence, prepared.findings)
+            prepared.table = render_table(prepared.findings)
+        elif plan.kind == "summary" and hits:
+            # a summary is written from what the paper is about: its problem, what it proposes, its main result
+            evidence = _with_findings(evidence, self._summary_findings(plan, hits[0]))
+        elif plan.kind == "survey" and prepared.findings is not None:
+            evidence = _with_findings(evidence, prepared.findings)  # every row the list shows is citable evidence
         prepared.evidence = evidence
         prepared.messages = self._messages(plan, evidence, gathered)
         prepared.grammar = self._grammar(len(evidence.sources))
@@ -322,6 +362,11 @@ class Assistant:
         )
         if not plan.filters.is_empty() and (note := plan.filters.lacking_note(list(self.retriever.papers.values()))):
             answer.notes.append(note)
+        if plan.exclude:
+            left = "; ".join(
+                f"“{self.retriever.papers[pid].title}”" for pid in plan.exclude if pid in self.retriever.papers
+            )
+            answer.notes.append(f"Left out the papers discussed before: {left}.")
 
         def finish() -> Event:
             timings["total_s"] = time.perf_counter() - started
@@ -333,6 +378,15 @@ class Assistant:
             # paper the filters admit, most relevant first, each cited. No model call, nothing to invent.
             self._listing(answer, prepared.hits)
             timings["first_evidence_s"] = time.perf_counter() - started
+            yield Event("token", answer.text)
+            yield finish()
+            return
+        if plan.kind == "survey" and plan.term and prepared.findings is not None and prepared.verdict.answerable:
+            # "Which papers name X / address Y": every paper the corpus holds on it, counted, each with the clause
+            # that answers, decided and quoted by the pipeline (no model call, nothing to invent)
+            self._survey(answer, prepared)
+            timings["first_evidence_s"] = timings["findings_s"] = time.perf_counter() - started
+            yield Event("findings", prepared.findings)
             yield Event("token", answer.text)
             yield finish()
             return
@@ -350,6 +404,9 @@ class Assistant:
         answer.evidence = evidence.ranked()
         timings["first_evidence_s"] = time.perf_counter() - started
         yield Event("evidence", evidence)
+        if prepared.findings is not None:
+            timings["findings_s"] = time.perf_counter() - started
+            yield Event("findings", prepared.findings)
         yield Event("status", f"writing from {len(hits)} papers", "write")
         text = ""
         if prepared.table:
@@ -360,7 +417,9 @@ class Assistant:
         try:
             for delta in self.llm.stream_chat(
                 prepared.messages,
-                max_tokens=self.settings.llm.max_tokens,
+                max_tokens=min(self.settings.llm.max_tokens, SURVEY_TOKENS)
+                if plan.kind == "survey"
+                else self.settings.llm.max_tokens,
                 temperature=self.settings.llm.temperature,
                 grammar=prepared.grammar,
             ):
@@ -419,7 +478,9 @@ class Assistant:
                 temperature=0.0,
             )
             rewritten = (reply.strip().splitlines() or [""])[0].strip().strip('"')
-        except Exception as exc:
+        except BROKEN:
+            raise  # a model that cannot run is an error, not a reason to guess
+        except LLMError as exc:  # a timeout or a server error: the planner's own resolution stands in
             log.warning("query rewrite failed, using a heuristic: %s", exc)
         rewritten = re.sub(r"^(?:rewritten (?:question|query)\s*:\s*)", "", rewritten, flags=re.I).strip()
         asked = content_words(PRONOUN.sub(" ", question))
@@ -439,18 +500,111 @@ class Assistant:
             seen.setdefault(h.paper.id, h)
         return list(seen.values())
 
-    def _table_rows(self, plan: Plan, gathered: Gathered, hits: list[Hit]) -> dict[int, Row]:
-        """Each compared paper's usable sentences, scored against the question, and the table cells chosen."""
+    def _comparison_findings(self, plan: Plan, gathered: Gathered, hits: list[Hit]) -> Findings:
+        """One row per compared target: its paper's cells for the aspects the question asks about (or problem /
+        approach / result), each the clause of its abstract that scores best for the aspect."""
         number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
+        aspects = list(plan.aspects) or list(DEFAULT_ASPECTS)
         found = list(dict.fromkeys(h.paper.id for h in gathered.per_target.values() if h is not None))
         papers = [self.retriever.papers[pid] for pid in found]
         scored = self.selector.score(plan.query, papers, plan.names)
-        rows = {}
-        for pid, sents in zip(found, scored, strict=True):
-            texts = [x.text for x in sents]
-            paper = self.retriever.papers[pid]
-            rows[number[pid]] = table_row(texts, [x.score for x in sents], method_name(paper))
-        return rows
+        base = {pid: [x.score for x in sents] for pid, sents in zip(found, scored, strict=True)}
+        by_aspect: dict[str, dict[str, list[float]]] = {pid: {} for pid in found}
+        cosines: dict[str, dict[str, list[float]]] = {pid: {} for pid in found}
+        for aspect in aspects:
+            per = self.selector.score(aspect, papers, ()) if aspect not in DEFAULT_ASPECTS else None
+            for k, pid in enumerate(found):
+                by_aspect[pid][aspect] = [x.score for x in per[k]] if per is not None else base[pid]
+                if per is not None:
+                    cosines[pid][aspect] = self._cosines(aspect, self.retriever.papers[pid])
+        rows = []
+        for target in plan.compared:
+            hit = gathered.per_target.get(target)
+            if hit is None:
+                rows.append(Row(n=0, paper_id="", label=display(target, 8), sentences=[]))
+                continue
+            paper = hit.paper
+            sents = self._sentences(paper)
+            context = target if target.strip() and not target.startswith("described paper") else ""
+            if context:  # the target's own words count for its row ("the return-based rebalancing approach")
+                for aspect in by_aspect[paper.id]:
+                    if aspect not in DEFAULT_ASPECTS:
+                        own = self.selector.score(f"{aspect} {context}", [paper], ())[0]
+                        by_aspect[paper.id][aspect] = [x.score for x in own]
+            cells = aspect_cells(
+                sents, by_aspect[paper.id], method_name(paper), base[paper.id], cosines[paper.id], context
+            )
+            label = row_label(target, paper)
+            rows.append(Row(n=number[paper.id], paper_id=paper.id, label=label, sentences=sents, cells=cells))
+        return Findings(kind="comparison", columns=aspects, rows=rows)
+
+    def _cosines(self, text: str, paper: Paper) -> list[float]:
+        """Sentence-embedding similarity of a text to each usable sentence of a paper (vectors cached per paper)."""
+        sents = self._sentences(paper)
+        vecs = self.retriever.sentences.vectors(paper.id, sents)
+        if vecs is None or not len(sents):
+            return [0.0] * len(sents)
+        q = np.asarray(self.retriever.store.embedder.embed_query(text), dtype=np.float32)
+        q /= np.linalg.norm(q) + 1e-9
+        return (vecs @ q).tolist()
+
+    def _summary_findings(self, plan: Plan, hit: Hit) -> Findings:
+        """The one summarised paper's problem, proposal and main result (the sentences a summary rests on)."""
+        paper = hit.paper
+        sents = self._sentences(paper)
+        base = [x.score for x in self.selector.score(plan.query, [paper], plan.names)[0]]
+        cells = aspect_cells(sents, dict.fromkeys(DEFAULT_ASPECTS, base), method_name(paper), base)
+        row = Row(n=1, paper_id=paper.id, label=method_name(paper) or "", sentences=sents, cells=cells)
+        return Findings(kind="summary", columns=list(DEFAULT_ASPECTS), rows=[row])
+
+    def _survey_findings(self, plan: Plan, gathered: Gathered) -> Findings:
+        """A survey's rows: every covered paper with the sentence that names the listed term, or the clause that
+        answers what the question asks of each paper (its aspect), else what the paper proposes."""
+        coverage = gathered.coverage
+        assert coverage is not None
+        total = len(self.retriever.papers)
+        aspect = "; ".join(plan.aspects)
+        rows = []
+        for n, hit in enumerate(gathered.hits, start=1):
+            paper = hit.paper
+            sents = self._sentences(paper)
+            if plan.term and paper.id in coverage.namings:
+                said = coverage.namings[paper.id]
+                index = next((i for i, x in enumerate(sents) if x == said), None)
+                cells = [Cell(aspect="names", index=index, text=display(said, CELL_WORDS))]
+            else:
+                base = [x.score for x in self.selector.score(plan.query, [paper], plan.names)[0]]
+                cells = []
+                if aspect:
+                    scores = [x.score for x in self.selector.score(aspect, [paper], ())[0]]
+                    cells = aspect_cells(sents, {aspect: scores}, method_name(paper), base)
+                if not cells or cells[0].index is None:  # nothing on the aspect: what the paper proposes
+                    cells = aspect_cells(sents, {"Approach": base}, method_name(paper), base)
+            rows.append(Row(n=n, paper_id=paper.id, label=method_name(paper) or "", sentences=sents, cells=cells))
+        if plan.term:
+            names = "names" if len(rows) == 1 else "name"
+            lead = f"{len(rows)} of the {total} abstracts {names} {plan.term}:"
+        else:
+            many = "1 paper in the corpus addresses" if len(rows) == 1 else f"{len(rows)} papers in the corpus address"
+            lead = f"{many} {plan.topic}:"
+        more = ""
+        if coverage.matching > len(rows):
+            more = f"(the {len(rows)} that fit best of {coverage.matching}; narrow the question to see the others)"
+        return Findings(kind="survey", columns=[aspect or "Contribution"], rows=rows, lead=lead, more=more)
+
+    def _survey(self, answer: Answer, prepared: Prepared) -> None:
+        """A survey answered from its findings: the lead line and one cited line per paper."""
+        findings = prepared.findings
+        assert findings is not None
+        papers = self.retriever.papers
+        answer.text = render_list(findings, papers)
+        answer.contexts = self._contexts(prepared.hits, None)
+        for row in findings.rows:
+            cell = row.cells[0] if row.cells else None
+            evidence = row.sentences[cell.index] if cell is not None and cell.index is not None else row.sentences[0]
+            answer.citations.append(Citation.of(row.n, papers[row.paper_id], evidence))
+        answer.model = "records (no model call)"
+        answer.path = "extractive"
 
     def _messages(self, plan: Plan, evidence: Evidence, gathered: Gathered) -> list[dict]:
         """The prompt: the numbered sources, then the evidence sentences, most relevant first, each already
@@ -460,21 +614,23 @@ class Assistant:
                 "source.md",
                 n=s.n,
                 title=plain_math(s.title),
-                authors=author_list(s.authors, s.authors_truncated) or "unknown authors",
-                year=s.year or "n.d.",
-                facts=f"; {s.facts}" if s.facts else "",
+                details=source_details(s.authors, s.authors_truncated, s.year, s.facts),
             )
             for s in evidence.sources
         )
         lines = "\n".join(f"- {plain_math(s.text)} [{s.n}]" for s in evidence.ranked())
-        system = render("system.md", max_sentences=self.settings.llm.max_sentences)
+        asked = plan.max_sentences
+        system = render("system.md", max_sentences=asked or self.settings.llm.max_sentences)
         if plan.kind == "comparison":
             number = {s.paper_id: s.n for s in evidence.sources}
             found = [(row_label(m, h.paper), number[h.paper.id]) for m, h in gathered.per_target.items() if h]
             methods = " and ".join(f"{m} [{n}]" for m, n in found) or " and ".join(plan.compared)
             user = render("compare.md", sources=sources, evidence=lines, question=plan.query, methods=methods)
         else:
-            user = render("answer.md", sources=sources, evidence=lines, question=plan.query)
+            length = "one to three sentences" if not asked else ("one sentence" if asked == 1 else f"{asked} sentences")
+            if plan.kind == "survey":
+                length = "two or three sentences that say what these papers share and how each differs"
+            user = render("answer.md", sources=sources, evidence=lines, question=plan.query, length=length)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def _contexts(self, hits: list[Hit], evidence: Evidence | None) -> list[Context]:
@@ -519,12 +675,19 @@ class Assistant:
             kept = "" if reply.failed else reply.text
             self._extractive(answer, prepared, kept, reply)
             return
-        text = reply.text
-        text = self._named_answer(prepared.plan.query, text, hits, reply)
-        appended = self._missing_quantities(prepared.plan.query, text, evidence, hits)
+        text = clean_prose(reply.text, prepared.plan.max_sentences)
+        if prepared.plan.kind == "summary" and hits:
+            text = _named_summary(text, hits[0].paper)
+        text = self._named_answer(prepared.plan.answer_noun, text, hits, reply)
+        # a survey's rows already quote each paper; the quantity repair is for questions about one or two papers
+        appended = (
+            []
+            if prepared.plan.kind == "survey"
+            else self._missing_quantities(prepared.plan.query, text, evidence, hits)
+        )
         contrast, paired = ("", []) if prepared.plan.kind != "comparison" else self._contrast(prepared, text)
         if appended:
-            text += "\n\nFrom the abstracts:\n" + "\n".join(_quote(s) for s in appended)
+            text += "\n\nFrom the abstracts:\n" + "\n".join(quote(s) for s in appended)
         if contrast:
             text += "\n\nHow they differ in approach, quoted from the abstracts:\n" + contrast
         if appended or contrast:
@@ -536,12 +699,11 @@ class Assistant:
         answer.path = "generated+repaired" if answer.repair["repaired"] else "generated"
 
     @staticmethod
-    def _named_answer(question: str, text: str, hits: list[Hit], reply) -> str:
-        """A "which method / which paper …" question is answered by a name: when the reply describes the method
-        without naming it, the name of the paper it cites first leads the answer."""
-        m = _WHICH.search(question)
+    def _named_answer(noun: str, text: str, hits: list[Hit], reply) -> str:
+        """A "which method / which paper …" question (``noun``, read by the planner) is answered by a name: when the
+        reply describes the method without naming it, the name of the paper it cites first leads the answer."""
         cited = [c.n for c in reply.check.citations] if reply.check else []
-        if not m or not cited or cited[0] > len(hits):
+        if not noun or not cited or cited[0] > len(hits):
             return text
         paper = hits[cited[0] - 1].paper
         name = method_name(paper)
@@ -549,7 +711,6 @@ class Assistant:
             return text
         if name is None and paper.title.casefold() in text.casefold():
             return text
-        noun = m.group(1).lower()
         said = f"The {noun} is {name}" if name else f"The {noun} is “{paper.title}”"
         return f"{said} [{cited[0]}]. {text}"
 
@@ -586,27 +747,31 @@ class Assistant:
 
     def _contrast(self, prepared: Prepared, text: str) -> tuple[str, list[Sentence]]:
         """For each pair of compared papers that no sentence of the reply cites together, one quoted line that
-        sets their approach sentences side by side, each cited (the prose must state a difference per pair)."""
-        evidence = prepared.evidence
-        assert evidence is not None
-        rows = prepared.rows or {}
-        number = {h.paper.id: n for n, h in enumerate(prepared.hits, start=1)}
-        targets = [(m, h) for m in prepared.plan.compared if (h := prepared.gathered.per_target.get(m)) is not None]
+        sets their cells on the question's first aspect (or their approach) side by side, each cited (the prose
+        must state a difference per pair)."""
+        evidence, findings = prepared.evidence, prepared.findings
+        assert evidence is not None and findings is not None
+        aspect = findings.columns[0] if findings.columns[0] not in DEFAULT_ASPECTS else "Approach"
+        rows = [r for r in findings.rows if r.n]
         cited_together = [set(n for _, ns in cited_clauses(u) for n in ns) for u in units(text)]
         lines, used = [], []
-        for (ma, ha), (mb, hb) in combinations(targets, 2):
-            a, b = number[ha.paper.id], number[hb.paper.id]
-            if a == b or any({a, b} <= c for c in cited_together):
+        for ra, rb in combinations(rows, 2):
+            if ra.n == rb.n or any({ra.n, rb.n} <= c for c in cited_together):
                 continue
             quoted = []
-            for m, h, n in ((ma, ha, a), (mb, hb, b)):
-                src = evidence.source(n)
-                if src is None or n not in rows:
+            for row in (ra, rb):
+                cell = (
+                    row.cell(aspect)
+                    or row.cell("Approach")
+                    or next((c for c in row.cells if c.index is not None), None)
+                )
+                src = evidence.source(row.n)
+                if cell is None or cell.index is None or src is None:
                     break
-                row = rows[n]
-                index = row.relevant if row.relevant is not None else row.proposes
-                sentence = next(x for x in src.sentences if x.index == index)
-                quoted.append(f"{row_label(m, h.paper)}: “{sentence.text.strip()}” [{n}]")
+                sentence = next((x for x in src.sentences if x.index == cell.index), None)
+                if sentence is None:
+                    break
+                quoted.append(f"{row.label}: “{cell.text}” [{row.n}]")
                 used.append(sentence)
             if len(quoted) == 2:
                 lines.append("> " + " — ".join(quoted))
@@ -634,16 +799,21 @@ class Assistant:
         """The extractive floor: the best evidence, quoted with citations, labelled as quotations."""
         evidence = prepared.evidence
         assert evidence is not None
-        quotes = floor_sentences(evidence, prepared.plan, self.settings.retrieval.extractive_sentences)
+        plan = prepared.plan
+        count = plan.max_sentences or self.settings.retrieval.extractive_sentences
+        quotes = floor_sentences(evidence, plan.kind, len(plan.compared), count)
         why = answer.failure.rstrip(".")
         lines = []
         if prepared.table:
             lines += [prepared.table, ""]
         if kept:
             lines += [kept, ""]
-        lines.append(f"Quoted from the abstracts (the model's answer could not be used: {why}):")
-        lines += [_quote(s) for s in quotes]
-        answer.text = "\n".join(lines)
+        if plan.kind != "survey":  # a survey's rows are quotations already
+            lines.append(f"Quoted from the abstracts (the model's answer could not be used: {why}):")
+            lines += [quote(s) for s in quotes]
+        else:
+            quotes = []
+        answer.text = "\n".join(lines).strip()
         answer.path = "extractive"
         by_n = {n: h.paper for n, h in enumerate(prepared.hits, start=1)}
         citations: dict[int, Citation] = {}
@@ -675,7 +845,7 @@ class Assistant:
             facts = ", ".join(str(x) for x in (author_list(p.authors, p.authors_truncated), p.year, p.category) if x)
             name = method_name(p)
             named = f" — {name}" if name and name not in p.title else ""
-            lines.append(f"- {p.title} ({facts}){named}: “{_cell(first, 45)}” [{n}]")
+            lines.append(f"- {display(p.title)} ({facts}){named}: “{display(first, 45)}” [{n}]")
             answer.citations.append(Citation.of(n, p, first))
         matching = sum(answer.filters.matches(p) for p in self.retriever.papers.values())
         if matching > len(hits):
@@ -694,9 +864,10 @@ class Assistant:
         answer.possibly_related = [h.paper.title for h in hits[:3]]
 
 
-def _with_row_sentences(evidence: Evidence, rows: dict[int, Row]) -> Evidence:
+def _with_findings(evidence: Evidence, findings: Findings) -> Evidence:
     """A comparison's evidence keeps every sentence its table shows, so every cell the user sees is evidence the
     model saw and the answer can cite."""
+    rows = {r.n: r for r in findings.rows if r.n}
     for src in evidence.sources:
         if src.n not in rows:
             continue
@@ -711,6 +882,16 @@ def _with_row_sentences(evidence: Evidence, rows: dict[int, Row]) -> Evidence:
     return evidence
 
 
+def _named_summary(text: str, paper: Paper) -> str:
+    """A summary says which paper it summarises: the method's name (or the title) leads when the prose omits it."""
+    name = method_name(paper)
+    if name and mentions(text, name):
+        return text
+    if not name and paper.title.casefold() in text.casefold():
+        return text
+    return f"{name or '“' + display(paper.title) + '”'}: {text}"
+
+
 def _conversation(history: list[dict]) -> str:
     """Chat turns as the rewrite and plan prompts show them ("role: text", each cut at 600 characters)."""
     return "\n".join(f"{m['role']}: {m['content'][:600]}" for m in history)
@@ -721,137 +902,3 @@ def source_text(src) -> SourceText:
     (a claim about a paper's date or category is supported by the record)."""
     header = f"{src.title} ({author_list(src.authors, src.authors_truncated)}, {src.year or 'n.d.'}; {src.facts})"
     return SourceText(src.n, src.paper_id, " ".join(x.text for x in src.sentences), header)
-
-
-_WHICH = re.compile(
-    r"^\s*(?:which|what)\s+(?:[\w-]+\s+){0,3}?(method|paper|approach|framework|model|detector|network|benchmark"
-    r"|dataset|technique|family|architecture|system|algorithm|work)\b",
-    re.I,
-)
-
-
-def _quote(s: Sentence) -> str:
-    return f"> “{s.text.strip()}” [{s.n}]"
-
-
-def floor_sentences(evidence: Evidence, plan: Plan, count: int) -> list[Sentence]:
-    """The sentences the extractive floor quotes: the best ones overall (at most two per paper), or for a
-    comparison each compared paper's best; in abstract order within a paper."""
-    ranked = [s for s in evidence.ranked() if s.score > 0] or evidence.ranked()
-    if plan.kind == "comparison":
-        per: dict[int, list[Sentence]] = {}
-        for s in ranked:
-            per.setdefault(s.n, []).append(s)
-        picked = [x for n in sorted(per)[: max(2, len(plan.compared))] for x in per[n][:1]]
-    else:
-        picked, used = [], {}
-        per_paper = 2 if len({s.n for s in ranked}) > 1 else count  # several papers: the best two of each
-        for s in ranked:
-            if used.get(s.n, 0) >= per_paper:
-                continue
-            picked.append(s)
-            used[s.n] = used.get(s.n, 0) + 1
-            if len(picked) >= count:
-                break
-    return sorted(picked, key=lambda s: (s.n, s.index))
-
-
-# -- comparison table ---------------------------------------------------------------------------------------------
-_PROBLEM = re.compile(
-    r"\b(however|challeng|problem|suffer|limit|costly|expensive|difficult|bottleneck|remain|issue)", re.I
-)
-_APPROACH = re.compile(
-    r"\b(we (?:propose|introduce|present|develop|design|build|unveil|devise)|(?:this|our) (?:paper|work|study)"
-    r" (?:propose|introduce|present|provide)|called|dub|dubbed|named)",
-    re.I,
-)
-_RESULT = re.compile(r"\b(achiev|outperform|attain|improv|reduc|surpass|gain|boost|exceed|speed)", re.I)
-
-
-def _result_signal(sentence: str) -> float:
-    """How much a sentence reads like a reported result: numbers, percentages, result verbs."""
-    return len(re.findall(r"\d+(?:\.\d+)?", sentence)) + 2 * sentence.count("%") + 3 * bool(_RESULT.search(sentence))
-
-
-class Row(BaseModel):
-    """One compared paper's table row: its usable sentences and the index of each cell's sentence (None: none)."""
-
-    sentences: list[str]
-    problem: int
-    proposes: int
-    relevant: int | None = None
-    result: int | None = None
-
-    def indexes(self) -> list[int]:
-        return sorted({i for i in (self.problem, self.proposes, self.relevant, self.result) if i is not None})
-
-
-def table_row(sents: list[str], scores: list[float], name: str | None = None) -> Row:
-    """The row of one compared paper, read from the usual order of an abstract (background, then what the paper
-    proposes, then how it works, then results): what it proposes (the proposal sentence that names its method
-    first), the sentence after it most relevant to the question that is not a results sentence (the aspect asked
-    about: the sampling weights, the neck), the reported result that best fits the question, and the problem."""
-    problem = next((i for i, x in enumerate(sents) if _PROBLEM.search(x)), 0)
-    named = [bool(name and mentions(x, name)) for x in sents]
-    proposals = [
-        i
-        for i, x in enumerate(sents)
-        if _APPROACH.search(x) or PROPOSAL_CUE.search(x) or (named[i] and _NOVEL.search(x))
-    ]
-    proposes = max(proposals, key=lambda i: named[i] + scores[i]) if proposals else min(1, len(sents) - 1)
-    usable = [i for i in range(len(sents)) if i != proposes and not _CODE.search(sents[i])]
-    # how it works comes after the proposal; before it stand the background and the problem
-    descriptive = [i for i in usable if _result_signal(sents[i]) < 3]  # a sentence of numbers is a result
-    start = min(proposals, default=proposes)  # the first "we propose …": the method's description starts there
-    after = [i for i in descriptive if i >= start] or [i for i in descriptive if i not in (0, problem)]
-    relevant = max(after, key=lambda i: scores[i], default=None)
-    results = [i for i in range(len(sents)) if i not in (proposes, relevant) and _result_signal(sents[i]) > 0]
-    # a result with numbers on what the question asks (its dataset, its metric)
-    result = max(reversed(results), key=lambda i: scores[i] + min(_result_signal(sents[i]), 6)) if results else None
-    return Row(sentences=sents, problem=problem, proposes=proposes, relevant=relevant, result=result)
-
-
-_NOVEL = re.compile(r"\b(?:novel|new|propos\w*|present\w*|introduc\w*)\b", re.I)
-_CODE = re.compile(
-    r"\b(?:code|models?|implementation) (?:is|are|will be) (?:publicly )?(?:available|released)\b|https?://", re.I
-)
-_ASKS_PROBLEM = re.compile(r"\b(?:problems?|address\w*|motivat\w*|challenges?|limitations?|tackles?|solves?)\b", re.I)
-
-
-def _cell(text: str, words: int = 28) -> str:
-    parts = text.replace("|", "/").split()
-    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
-
-
-def row_label(target: str, paper: Paper | None) -> str:
-    """A table row's name: the target when it is a name (DoViT), else the paper's method name or short title —
-    never a pronoun or a clause of the question."""
-    if salient_terms(target) and len(target.split()) <= 4:
-        return target
-    if paper is not None:
-        name = method_name(paper)
-        if name:
-            return name
-        return _cell(paper.title.split(":")[0], 8)
-    return _cell(target, 8)
-
-
-def comparison_table(plan: Plan, per_target: dict[str, Hit | None], hits: list[Hit], rows: dict[int, Row]) -> str:
-    """A markdown table, one cited row per compared target, each cell a sentence of its paper's abstract (``rows``:
-    source number -> `Row`). The problem column only when the question asks about problems."""
-    number = {h.paper.id: n for n, h in enumerate(hits, start=1)}
-    problem = bool(_ASKS_PROBLEM.search(plan.query))
-    head = ["Method", *(["Problem"] if problem else []), "Proposes", "On the question", "Reported results"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for target in plan.compared:
-        hit = per_target.get(target)
-        if hit is None:
-            out.append(f"| {_cell(target, 8)} | not found in the corpus |" + " – |" * (len(head) - 2))
-            continue
-        n = number[hit.paper.id]
-        row = rows[n]
-        picked = [row.problem] if problem else []
-        picked += [row.proposes, row.relevant, row.result]
-        texts = [_cell(row.sentences[i]) if i is not None else "–" for i in picked]
-        out.append(f"| {row_label(target, hit.paper)} [{n}] | " + " | ".join(texts) + f" [{n}] |")
-    return "\n".join(out)

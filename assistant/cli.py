@@ -358,8 +358,9 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
             elif event.kind == "token":
                 streamed += event.data
                 out.print(event.data, end="", highlight=False, markup=False, soft_wrap=True)
-            else:
+            elif event.kind == "answer":
                 answer = event.data
+            # "findings" (a comparison's table, a survey's rows) arrive as the first token text as well
     except QuestionError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return None

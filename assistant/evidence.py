@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .cite import content_words
+from .fusion import rrf
 from .names import mentions
 from .paper import Paper
 from .quantities import NUMERIC_QUESTION, asked_quantities, reports_quantity
@@ -228,10 +229,10 @@ class EvidenceSelector:
         if len(rankings) == 1:
             fused = list(rankings[0])
         else:
-            for values in rankings:  # equal-weight reciprocal-rank fusion
-                order = sorted(range(len(flat)), key=lambda i: -values[i])
-                for rank, i in enumerate(order):
-                    fused[i] += 1.0 / (10 + rank + 1) if values[i] > 0 else 0.0
+            # equal-weight reciprocal-rank fusion; a sentence a scorer gives nothing keeps its rank but no share
+            orders = [sorted(range(len(flat)), key=lambda i, v=values: -v[i]) for values in rankings]
+            shares = [rrf([order], 10) for order in orders]
+            fused = [sum(sh[i] for sh, v in zip(shares, rankings, strict=True) if v[i] > 0) for i in range(len(flat))]
             fused = [f * 10 for f in fused]  # about 0..2.7: comparable to the bonuses below
         numeric = bool(NUMERIC_QUESTION.search(query))
         asked = [(how, head) for how, head in asked_quantities(query) if how != "what"]

@@ -38,8 +38,10 @@ from .cite import (
     content_words,
     drop_uncited,
     units,
+    unsupported_fact,
 )
 from .config import RetrievalSettings
+from .coverage import ADDRESSED, Coverage
 from .names import NameIndex, mentions, named_by_shape
 from .plan import Plan
 from .quantities import paper_reports_quantity, quantity_heads
@@ -52,6 +54,7 @@ class Verdict:
 
     answerable: bool
     # "filters_empty" | "off_topic" | "name_absent" | "title_absent" | "no_own_paper" | "names_apart" | "quantity"
+    # | "topic_absent"
     check: str = ""
     reason: str = ""
     missing: list[str] = field(default_factory=list)
@@ -75,8 +78,16 @@ _OWN_PAPER = r"(?:original|first|seminal|official)\s+{n}\b|\b{n}(?:'s)?\s+(?:pap
 _SUBJECT = r"\b(?:does|do|did|is|are|was|were|has|have|can)\s+(?:the\s+)?{n}(?![\w-])"
 
 
-def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: RetrievalSettings, sentences_of) -> Verdict:
-    """Answer or refuse, before any model call. ``sentences_of(paper)`` gives a paper's usable sentences."""
+def judge_question(
+    plan: Plan,
+    hits: list[Hit],
+    index: NameIndex,
+    cfg: RetrievalSettings,
+    sentences_of,
+    coverage: Coverage | None = None,
+) -> Verdict:
+    """Answer or refuse, before any model call. ``sentences_of(paper)`` gives a paper's usable sentences;
+    ``coverage`` is what a survey's gathering found (every paper naming its term, or fitting its topic)."""
     if not plan.filters.is_empty() and (empty := plan.filters.explain_empty(list(index.papers.values()))):
         return Verdict(False, "filters_empty", empty)
     if not hits:
@@ -91,7 +102,8 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
         and not (plan.filters.authors or plan.filters.first_author)
         and plan.kind != "listing"  # "which papers match these filters": the filters decide, and some match
     ):
-        return Verdict(False, "off_topic", "")
+        said = f"No paper in the corpus addresses {plan.topic}." if plan.kind == "survey" and plan.topic else ""
+        return Verdict(False, "off_topic", said)
 
     for title in _quoted_titles(plan.query):
         t = _norm(title)
@@ -101,6 +113,8 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
 
     if plan.kind == "listing":
         return Verdict(True)
+    if plan.kind == "survey":
+        return _judge_survey(plan, index, coverage)
 
     # a capitalised word the corpus lacks may be plain English ("University"); a name by its shape is a name
     absent = [n for n in plan.names if named_by_shape(n) and not index.papers_with(n)]
@@ -147,6 +161,22 @@ def judge_question(plan: Plan, hits: list[Hit], index: NameIndex, cfg: Retrieval
             about = f" for {_join(methods)}" if methods else ""
             return Verdict(False, "quantity", f"No abstract in the corpus reports {what}{about}.", [head or how])
     return Verdict(True, subject_papers=[p.id for p in subject])
+
+
+def _judge_survey(plan: Plan, index: NameIndex, coverage: Coverage | None) -> Verdict:
+    """A survey is answered when the corpus holds what it asks for: some abstract names its term, or some paper
+    fits its topic at least as well as a paper that addresses it (`coverage.ADDRESSED`, calibrated on the dev set).
+    A topic no paper addresses is refused naming the topic (the closest papers are listed), never answered from
+    whatever ranks first."""
+    absent = [n for n in plan.names if named_by_shape(n) and not index.papers_with(n)]
+    if absent:
+        return Verdict(False, "name_absent", f"No paper in the corpus mentions {_join(absent)}.", absent)
+    if coverage is None or not coverage.hits:
+        what = plan.term or plan.topic
+        return Verdict(False, "topic_absent", f"No paper in the corpus addresses {what}.", [what])
+    if not plan.term and coverage.best < ADDRESSED:
+        return Verdict(False, "topic_absent", f"No paper in the corpus addresses {plan.topic}.", [plan.topic])
+    return Verdict(True, subject_papers=[h.paper.id for h in coverage.hits])
 
 
 def _join(items: list[str], lead: str = "") -> str:
@@ -210,9 +240,13 @@ def recite_names(text: str, sources: list[SourceText], index: NameIndex) -> tupl
     return "".join(out), recited
 
 
-def drop_weak(text: str, sources: list[SourceText], floor: float) -> tuple[str, list[str]]:
-    """Remove prose sentences whose cited sources support them below ``floor`` (share of content words), and
-    sentences the reply repeats word for word."""
+def drop_weak(
+    text: str, sources: list[SourceText], floor: float, index: NameIndex | None = None
+) -> tuple[str, list[str]]:
+    """Remove prose sentences whose cited sources support them below ``floor`` (share of content words) or that
+    state a fact the cited sources do not (a number, a name, a negation: `cite.unsupported_fact`), and sentences
+    the reply repeats word for word."""
+    names = index.names_in if index is not None else None
     by_n = {s.n: s for s in sources}
     out, dropped, seen = [], [], set()
     for unit in units(text):
@@ -225,6 +259,9 @@ def drop_weak(text: str, sources: list[SourceText], floor: float) -> tuple[str, 
         key = " ".join(sorted(content_words(claim)))
         supported = all(
             max((by_n[n].support(part)[0] for n in numbers if n in by_n), default=0.0) >= floor
+            and not unsupported_fact(
+                part, " ".join(f"{by_n[n].abstract} {by_n[n].title}" for n in numbers if n in by_n), names
+            )
             for part, numbers in cited_clauses(unit)
             if len(content_words(part)) >= 2
         )
@@ -254,7 +291,7 @@ def check_reply(raw: str, sources: list[SourceText], index: NameIndex) -> Checke
     text, recited = recite_names(raw, sources, index)
     checked = check_citations(text, sources)
     kept, dropped = drop_uncited(checked.text)
-    kept, weak = drop_weak(kept, sources, WEAK_SUPPORT)
+    kept, weak = drop_weak(kept, sources, WEAK_SUPPORT, index)
     dropped += weak
     checked.citations = [c for c in checked.citations if f"[{c.n}]" in kept]
     words = re.sub(r"\[\d+\]|[\W\d_]+", " ", kept).split()

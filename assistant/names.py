@@ -42,6 +42,7 @@ _VERSION_AFTER = re.compile(r" (?:[vV]\d+(?:\.\d+)*|\d+(?:\.\d+)+|\d)(?![\w.\-])
 # name is not a size but a version ("Mamba-2", "LLaVA-1.6"): a successor the paper may not present
 _SIZE_VARIANT = re.compile(r"^(.+?)[-\s](?:[NSMLXTBHG]|XL|XXL|Nano|Tiny|Small|Base|Medium|Large|Huge|Giant)$", re.I)
 _SENTENCE_START = re.compile(r"(?:^|[.?!:;]\s+|[\"'(\[]\s*)$")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+|\S+\.(?:com|org|io|net|ai)/\S*", re.I)
 _TOKEN_WORDS = re.compile(r"(?<![A-Za-z0-9])[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # words written in lower case
 
 
@@ -107,6 +108,25 @@ def salient_terms(text: str) -> list[str]:
     return list(dict.fromkeys(terms))
 
 
+def edit_distance(a: str, b: str, limit: int = 2) -> int:
+    """Optimal-string-alignment distance (insert, delete, substitute, swap two neighbours), ``limit + 1`` once it is
+    certain to exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def mentions(text: str, name: str) -> bool:
     """Whether ``text`` contains ``name`` as a whole token (case-insensitive; "DINO" is not in "DINOv2")."""
     return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-]|\.\d)", text, re.I) is not None
@@ -150,12 +170,33 @@ def method_name(paper: Paper) -> str | None:
     for sentence in split_sentences(paper.abstract):
         if not PROPOSAL_CUE.search(sentence):
             continue
+        reused = None
         for term in salient_terms(sentence):
             if term.casefold() in _NOT_METHOD_NAMES:
                 continue
             uses = len(re.findall(rf"(?<![\w-]){re.escape(term)}(?![\w-])", paper.abstract))
             if uses >= 2 or term in paper.title:
-                return term
+                reused = term
+                break
+        # "we propose an activation space Selectable KAN (S-KAN)": the name the proposal defines in parentheses beats
+        # a name it reuses (KAN) or a hyphenated compound of words ("Boundary-Aware") — unless the defined one is
+        # field vocabulary or part of the reused name (NAS, BBS of BBS-Net)
+        defined = [
+            t
+            for t in _DEFINED.findall(sentence)
+            if t.casefold() not in _NOT_METHOD_NAMES
+            and t.casefold() not in GENERIC
+            and _singular(t) not in GENERIC
+            and not (reused and t in reused)
+        ]
+        if defined and (
+            reused is None
+            or reused in defined[0]
+            or re.fullmatch(r"[A-Z][a-z]+(?:-[A-Za-z][a-z]+)+", reused) is not None
+        ):
+            return defined[0]
+        if reused is not None:
+            return reused
     return None
 
 
@@ -195,13 +236,16 @@ class NameIndex:
     by_key: dict[str, set[str]] = field(default_factory=dict)  # name_key -> paper ids using the name
     owned: dict[str, set[str]] = field(default_factory=dict)  # paper id -> name keys the paper calls its own
     in_text: set[str] = field(default_factory=set)  # keys of tokens written in a title or abstract
+    surface: dict[str, str] = field(default_factory=dict)  # name key -> how the corpus writes the name (first seen)
 
     @classmethod
     def build(cls, papers: Iterable[Paper]) -> NameIndex:
         index = cls(papers={p.id: p for p in papers})
         for p in index.papers.values():
             text = _record_text(p)
-            index.lower_words.update(_TOKEN_WORDS.findall(f"{p.title} {p.abstract}"))
+            # words the corpus writes in lower case; a code link's path ("github.com/…/hiera") is not prose
+            prose = _URL.sub(" ", f"{p.title} {p.abstract}")
+            index.lower_words.update(_TOKEN_WORDS.findall(prose))
             tokens = [t for a in p.authors for t in a.split()]  # "Liu" alone finds the author too
             for m in _TOKEN.finditer(text):
                 tokens.append(m.group(0).rstrip("."))
@@ -218,13 +262,19 @@ class NameIndex:
                 for m in _TOKEN.finditer(f"{p.title} {p.abstract}")
                 for part in _parts(m.group(0).rstrip("."))
             )
+            for m in _TOKEN.finditer(f"{p.title} {p.abstract}"):
+                token = m.group(0).rstrip(".")
+                if named_by_shape(token):
+                    index.surface.setdefault(name_key(token), token)
             head = p.title.split(":", 1)[0].strip()
             own = {name_key(n) for n in salient_terms(head)}
             if ":" in p.title and len(head.split()) <= 2:
                 own.add(name_key(head))  # "Kangaroo: Lossless …"
+                index.surface[name_key(head)] = head
             name = method_name(p)
             if name:
                 own.add(name_key(name))
+                index.surface[name_key(name)] = name
             for m in _CALLED.finditer(p.abstract):
                 own.update(name_key(t) for t in salient_terms(m.group(1)) if t.casefold() not in GENERIC)
             for sentence in split_sentences(p.abstract):
@@ -232,6 +282,86 @@ class NameIndex:
                     own.update(name_key(t) for t in _DEFINED.findall(sentence) if t.casefold() not in GENERIC)
             index.owned[p.id] = own
         return index
+
+    def typed_names(self, text: str) -> list[tuple[str, str]]:
+        """Names of the corpus as people type them: (the span in ``text``, the name as the corpus writes it).
+
+        A run of one to three words whose letters and digits (case, spaces and hyphens ignored) spell a name of the
+        corpus ("damo yolo", "damoyolo", "goldyolo", "hitsr", "rc net"), or a paper's own method name with a small
+        typo (one edit in up to seven characters, two in longer ones: "featenhancr", "pigoen", "flaten
+        transformer"). A word the corpus itself writes in lower case ("clip", "kangaroo") is a word, not a name;
+        spans already written as the corpus writes them are left alone."""
+        words = list(re.finditer(r"[A-Za-z0-9][A-Za-z0-9+]*(?:[-.][A-Za-z0-9+]+)*", text))
+        own = self._own_keys()
+        out: list[tuple[str, str]] = []
+        i = 0
+        while i < len(words):
+            found = None
+            for size in (3, 2, 1):
+                if i + size > len(words):
+                    continue
+                start, end = words[i].start(), words[i + size - 1].end()
+                if re.search(r"[^\s\-]", text[words[i].end() : words[i + size - 1].start()] if size > 1 else ""):
+                    continue  # the words must be adjacent (spaces or hyphens between them)
+                span = text[start:end]
+                key = name_key(span)
+                if len(key) < 3 or (size == 1 and span.casefold() in self.lower_words) or self.is_generic(span):
+                    continue
+                name = self._name_for(key, own, [w.group(0) for w in words[i : i + size]])
+                if (
+                    name is not None
+                    and name != span
+                    and not (
+                        size > 1
+                        and all(w.group(0).casefold() in self.lower_words for w in words[i : i + size])
+                        and name_key(name) not in own
+                    )
+                ):
+                    found = (span, name, size)
+                    break
+            if found:
+                out.append(found[:2])
+                i += found[2]
+            else:
+                i += 1
+        return out
+
+    def _own_keys(self) -> dict[str, str]:
+        keys = getattr(self, "_own_cache", None)
+        if keys is None:
+            keys = {k: self.surface.get(k, k) for own in self.owned.values() for k in own if len(k) >= 3}
+            self._own_cache = keys
+        return keys
+
+    def _name_for(self, key: str, own: dict[str, str], typed: list[str]) -> str | None:
+        """The corpus name a typed key stands for: the same key (a name by its shape in the corpus), else a paper's
+        own name within the typo budget (the closest; none when two are equally close). Typed as several words, a
+        name with a typo must have as many words, each within one edit ("flaten transformer")."""
+        if key in own:
+            return own[key]
+        if key in self.surface and self.by_key.get(key):
+            return self.surface[key]
+        if len(key) < 5:
+            return None
+        budget = 1 if len(key) <= 7 else 2
+        best: list[tuple[int, str]] = []
+        for k, name in own.items():
+            if k[0] != key[0] or abs(len(k) - len(key)) > budget:
+                continue
+            d = edit_distance(k, key, budget)
+            if d > budget:
+                continue
+            if len(typed) > 1:
+                parts = [name_key(x) for x in re.split(r"[\s\-]+", name) if x]
+                if len(parts) != len(typed) or any(
+                    edit_distance(a, name_key(b), 1) > 1 for a, b in zip(parts, typed, strict=True)
+                ):
+                    continue
+            best.append((d, name))
+        best.sort()
+        if not best or (len(best) > 1 and best[0][0] == best[1][0] and best[0][1] != best[1][1]):
+            return None
+        return best[0][1]
 
     def is_generic(self, token: str) -> bool:
         low = token.casefold()

@@ -14,12 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .coverage import Coverage, paper_fit, term_coverage, topic_coverage
 from .filters import Filters, filter_words, filters_from_question
-from .names import NameIndex, mentions, paper_name, salient_terms
+from .fusion import rrf
+from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError
+from .names import NameIndex, mentions, method_name, paper_name, salient_terms
 from .paper import Paper
 from .retrieve import Hit, Retriever
 
-Kind = Literal["factoid", "comparison", "listing"]
+Kind = Literal["factoid", "comparison", "listing", "survey", "summary"]
 
 PRONOUN = re.compile(
     r"\b(it|its|it's|they|them|their|this|that|these|those|the (?:paper|method|model|approach|authors?))\b", re.I
@@ -38,7 +41,9 @@ _METHOD_SPLIT = [
     ),
     # "one … , the other …": two papers described, not named
     re.compile(
-        r"\bone (?:of them )?(?P<a>[^,;:?]{6,}?)\s*[,;]\s*(?:and |while |whereas )?the other (?P<b>[^,;:?]{6,})", re.I
+        r"\bone (?:of them )?(?P<a>[^,;:?]{6,}?)\s*[,;]\s*(?:and |while |whereas )?(?:the other|another)(?: one)?"
+        r" (?P<b>[^,;:?]{6,})",
+        re.I,
     ),
     re.compile(
         r"\b(?:the|a) (?:paper|method|approach|one|work) (?:that|which) (?P<a>[^,;:?]{6,}?),?"
@@ -58,7 +63,15 @@ _METHOD_SPLIT = [
         r"^(?P<a>[^,.?:;]+?) and (?P<b>[^,.?:;]+?):\s*(?:how|what|in what)\b.*\b(?:differ|difference|compare)", re.I
     ),
 ]
-_DESCRIBED = _METHOD_SPLIT[1:3]  # "one …, the other …" and "the one that … and the one that …"
+# "A quantization method and a language-model distillation method in this corpus both …": two described papers
+_METHOD_SPLIT.append(
+    re.compile(
+        r"^(?:[\w-]+,?\s+){0,3}?(?:a|an) (?P<a>[^,;:?]{4,}?) and (?:a|an) (?P<b>[^,;:?]{4,}?)"
+        r"(?: (?:in|from|of) (?:this|the) (?:corpus|collection)| here)? (?:both|each)\b",
+        re.I,
+    )
+)
+_DESCRIBED = [*_METHOD_SPLIT[1:3], _METHOD_SPLIT[-1]]  # "one …, the other …", "the one that … and the one that …"
 _CLAUSE = re.compile(r"^(?:its|their|which|that|who|whose|both|each|in terms of|with respect to)\b", re.I)
 # A compared "target" that is a pronoun is the question's own subject: "…, and how does it compare with
 # Medusa-1 in extra parameters?" asks one paper about a baseline it names, which is a factoid.
@@ -70,9 +83,17 @@ _PRONOUN_TARGET = re.compile(
 _COUNTED_TARGET = re.compile(r"^(?:(?:the )?(?:one|other|first|second|former|latter)|each(?: one)?|both)$", re.I)
 # "one …, the other …" / "the one that … vs the one that …": a sentence describing two papers to compare
 _DESCRIBES_TWO = re.compile(
-    r"\bone\b[^.?]{6,}[,;]\s*(?:and |while |whereas )?the other\b"
-    r"|\bthe one (?:that|which)\b.+\bthe one (?:that|which)\b",
+    r"\bone\b[^.?]{6,}[,;]\s*(?:and |while |whereas )?(?:the other|another)\b"
+    r"|\bthe one (?:that|which)\b.+\bthe one (?:that|which)\b"
+    r"|\b(?:a|an) [^,;:?]{4,} and (?:a|an) [^,;:?]{4,} (?:both|each)\b",
     re.I,
+)
+_FIELD_WORDS = frozenset(
+    {
+        *("state", "of", "the", "art", "sota", "baseline", "baselines", "prior", "previous", "existing", "other"),
+        *("methods", "systems", "approaches", "works", "work", "competitors", "alternatives", "models", "others"),
+        *("competing", "current", "leading", "best", "strong", "standard", "conventional", "traditional"),
+    }
 )
 _SPLIT_TARGETS = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 
@@ -105,7 +126,7 @@ def _trim_target(part: str) -> str:
 
 def comparison_targets(question: str) -> list[str]:
     """The methods a comparative question names (two or more), or [] for other questions."""
-    if not _COMPARE.search(question):
+    if not _COMPARE.search(question) and not _DESCRIBES_TWO.search(question):
         return []
     # the last sentence that asks a comparison the patterns can read; earlier ones are background ("What
     # distinguishes A from B? Both …, but each … a different task" asks in its first sentence)
@@ -121,6 +142,12 @@ def comparison_targets(question: str) -> list[str]:
 def _targets_in(sentence: str) -> list[str] | None:
     """The compared targets of one sentence; [] for a question about "it" that names a baseline; None when no
     pattern reads the sentence."""
+    ones = re.split(r"(?:,\s*)?(?:\band\s+|\bor\s+|\bvs\.?\s+|\bversus\s+)?\bthe one (?:that|which)\s+", sentence)
+    if len(ones) >= 3:  # "the one that …, the one that …, and the one that …": each a described paper
+        described = [_trim_target(x.split("?")[0]) for x in ones[1:]]
+        described = [d for d in described if len(d) > 5]
+        if len(described) >= 2:
+            return described[:4]
     head = sentence.split(":")[0]
     # "Compare A and B: …" names them before the colon; "Compare the two X: the one that …, and the one that …"
     # describes them after it
@@ -137,6 +164,8 @@ def _targets_in(sentence: str) -> list[str] | None:
             cleaned = [_trim_target(p) for p in parts]
             if any(_PRONOUN_TARGET.match(c) or _COUNTED_TARGET.match(c) for c in cleaned):
                 return []  # a baseline mentioned by a question about "it", or papers counted, not named
+            # "… vs the state of the art", "… compared with prior work": the field, not a paper to compare with
+            cleaned = [c for c in cleaned if not set(re.findall(r"[a-z]+", c.casefold())) <= _FIELD_WORDS]
             # drop trailing clauses ("…, its predecessor among …"), keep names and short descriptions
             cleaned = [c for c in cleaned if len(c) > 1 and not _CLAUSE.match(c)]
             if len(cleaned) >= 2:
@@ -236,7 +265,9 @@ def author_reference(question: str, paper) -> tuple[str, list[str], str]:
 
 _SUCCESSOR = re.compile(
     r"\b(?:its|their|the paper's|the method's|the|a) (?:successor|follow-up(?: paper| work)?"
-    r"|(?:newer|next|later|improved) version)\b",
+    r"|(?:newer|next|later|improved|extended)(?:,? \w+)? version)\b"
+    r"|\b(?:same|that) (?:team|group|line of work|authors?)\b.{0,40}\b(?:later|newer|new version|extend\w*|follow)"
+    r"|\b(?:later|since) (?:get |been |was |were )?extended\b",
     re.I,
 )
 
@@ -246,18 +277,33 @@ def successor_of(paper: Paper, papers: dict[str, Paper]) -> Paper | None:
     ("LLaVA-UHD v2", "Res2Net++", "Enhanced Res2Net"), or whose abstract says it extends or improves it; a dated
     one must be later. None when the corpus has no such paper."""
     name = paper_name(paper)
-    if name == paper.title:
-        return None  # no short name a later title could carry
+    head = " ".join(paper.title.split(":", 1)[0].split()[:4]).casefold()
+    if name == paper.title:  # no short name a later title could carry: only one line of work by its title's head
+        same = [
+            q
+            for q in papers.values()
+            if q.id != paper.id
+            and len(head.split()) >= 4
+            and q.title.casefold().startswith(head)
+            and (set(q.authors) & set(paper.authors) or not (q.authors and paper.authors))
+            and not (paper.date and q.date and q.date < paper.date)
+        ]
+        return max(same, key=lambda q: (q.date or "", q.year or 0, len(q.abstract)), default=None)
     n = re.escape(name)
     versioned = re.compile(
         rf"(?<![\w-]){n}[\s-]*(?:v\d+|\+\+|plus|\d)\b|\b(?:enhanced|improved|extended) {n}(?![\w-])", re.I
     )
     extends = re.compile(rf"\b(?:extend|improv|build)\w* (?:on |upon )?(?:the |our )?(?:previous |prior )?{n}\b", re.I)
+    same_line = len(head.split()) >= 4  # "Deep High-Resolution Representation Learning for …": one line of work
     found = [
         q
         for q in papers.values()
         if q.id != paper.id
-        and (versioned.search(q.title) or extends.search(q.abstract))
+        and (
+            versioned.search(q.title)
+            or extends.search(q.abstract)
+            or (same_line and q.title.casefold().startswith(head) and mentions(q.abstract, name))
+        )
         and not (paper.date and q.date and q.date < paper.date)
     ]
     return max(found, key=lambda q: (bool(versioned.search(q.title)), q.date or "", q.year or 0), default=None)
@@ -270,15 +316,125 @@ def successor_reference(question: str, paper: Paper, papers: dict[str, Paper]) -
         return question, None, ""
     base = paper_name(paper)
     later = successor_of(paper, papers)
+    noun = m.group(0).split()[0].casefold() in ("its", "their", "the", "a")  # "its successor": a noun phrase
     if later is None:
         why = f"“{m.group(0)}”: no later paper in the corpus names {base}"
+        if not noun:
+            return f"{question} (a successor of {base})", None, why
         rest = re.sub(r"^\s+(?:of|to|for) (?:it|them|this (?:paper|method))\b", "", question[m.end() :], flags=re.I)
         return question[: m.start()] + f"a successor of {base}" + rest, None, why
     name = paper_name(later)
     if name == base:  # "LLaVA-UHD v2" is named by its title's head
         name = later.title.split(":", 1)[0].strip()
     why = f"“{m.group(0)}” = {name}, a later paper that builds on {base} (“{later.title}”)"
+    if not noun:  # "did the same line of work later get extended …": the question stays, the later paper named
+        return f"{question} ({name})", later.id, why
     return question[: m.start()] + name + question[m.end() :], later.id, why
+
+
+# -- follow-ups: what was discussed, and which of it the question means ---------------------------------------------
+EXCLUDE = "<exclude>"  # pick_referent: the question asks for a paper other than those discussed
+_ORDINAL = re.compile(
+    r"\b(?:the\s+)?(?P<ord>first|second|third|fourth|last|former|latter)"
+    r"(?:\s+(?:one|paper|method|approach|model|work|of (?:the|them|those)(?: two| three)?))?\b",
+    re.I,
+)
+_ORDINALS = {"first": 0, "former": 0, "second": 1, "third": 2, "fourth": 3, "last": -1, "latter": -1}
+_CHOICE = re.compile(r"\bwhich (?:one|of (?:the|these|those|them)(?: two| three| papers| methods)?)\b", re.I)
+_ANOTHER = re.compile(
+    r"\b(?:another|(?:any|some)\s+other|other|a different|different)\s+"
+    r"(?:paper|papers|work|works|study|studies|method|methods|approach|approaches|model|models|one)\b"
+    r"|\b(?:anything|something|anyone) else\b",
+    re.I,
+)
+RECENT = 0.15  # fit bonus of a paper the latest answer discussed: "it" most often means the latest one
+
+
+class Mention(BaseModel):
+    """A paper the conversation discussed: how it was called, in which message, where in it."""
+
+    paper_id: str
+    name: str
+    turn: int
+    pos: int
+
+
+def conversation_papers(history: list[dict], papers: dict, index: NameIndex) -> list[Mention]:
+    """The papers a conversation discussed, in order of mention: the papers each answer cited (a message's
+    ``papers``, recorded by the UI and the CLI) and the papers whose own name or title a message writes (a pasted
+    conversation). A dataset, metric or benchmark is no paper's own name, so it is never a candidate."""
+    out: list[Mention] = []
+    for turn, message in enumerate(history):
+        text = message.get("content") or ""
+        low = text.casefold()
+        found: dict[str, Mention] = {}
+
+        def add(pid: str, name: str, pos: int, turn: int = turn, found: dict[str, Mention] = found) -> None:
+            if pid in papers and (pid not in found or pos < found[pid].pos):
+                found[pid] = Mention(paper_id=pid, name=name, turn=turn, pos=pos)
+
+        for k, pid in enumerate(message.get("papers") or []):
+            add(pid, paper_name(papers[pid]) if pid in papers else "", -100 + k)
+        # a paper's own name where the message writes it ("BBS-Net"), else the name or title the message used
+        for pid, p in papers.items():
+            head = p.title.split(":", 1)[0].strip()
+            for title in dict.fromkeys([p.title, head if len(head.split()) >= 2 else ""]):
+                if title and (pos := low.find(title.casefold())) >= 0:
+                    add(pid, title if title == head else paper_name(p), pos)
+        own = [t for t in re.findall(r"[A-Za-z][\w.\-]*\w", text) if index.looks_like_name(t)]
+        for name in dict.fromkeys([*index.names_in(text), *own]):
+            owners = index.owners(name, by_title=False) or index.owners(name)
+            if 0 < len(owners) <= 2:
+                for pid in owners:
+                    add(pid, name, text.find(name))
+        for m in found.values():
+            own_name = method_name(papers[m.paper_id])
+            if own_name and own_name != m.name and mentions(text, own_name):
+                m.name = own_name
+        out += sorted(found.values(), key=lambda m: m.pos)
+    return out
+
+
+def _mention_name(mentions: list[Mention], paper_id: str, papers: dict) -> str:
+    names = [m.name for m in mentions if m.paper_id == paper_id and m.name]
+    return names[0] if names else paper_name(papers[paper_id])
+
+
+def pick_referent(question: str, mentions: list[Mention], retriever: Retriever) -> tuple[str, str, str]:
+    """(the paper a follow-up means, the question with an ordinal or choice naming it, why) — by syntax where the
+    question says so (an ordinal picks by order of mention; "another paper" excludes the discussed ones), else by
+    scoring: every discussed paper against the question (`coverage.paper_fit`, the one scorer), the latest
+    answer's papers a little ahead. ("", question, "") when nothing was discussed."""
+    if not mentions:
+        return "", question, ""
+    papers = retriever.papers
+    if m := _ANOTHER.search(question):
+        names = ", ".join(dict.fromkeys(_mention_name(mentions, x.paper_id, papers) for x in mentions))
+        return EXCLUDE, question, f"“{m.group(0)}”: leaves out the papers discussed ({names})"
+    last_turn = max(x.turn for x in mentions)
+    latest = list(dict.fromkeys(x.paper_id for x in mentions if x.turn == last_turn))
+    ordered = latest if len(latest) >= 2 else list(dict.fromkeys(x.paper_id for x in mentions))
+    if m := _ORDINAL.search(question):
+        k = _ORDINALS[m.group("ord").casefold()]
+        if -len(ordered) <= k < len(ordered):
+            pid = ordered[k]
+            name = _mention_name(mentions, pid, papers)
+            said = f"“{m.group(0)}” = {name}, by order of mention"
+            return pid, question[: m.start()] + name + question[m.end() :], said
+    choice = _CHOICE.search(question)
+    pool = latest if choice else list(dict.fromkeys(x.paper_id for x in mentions))
+    words = PRONOUN.sub(" ", question)
+    fit = paper_fit(retriever, words, pool)
+    for pid in latest:
+        fit[pid] = fit.get(pid, 0.0) + RECENT
+    pid = max(pool, key=lambda p: fit.get(p, 0.0))
+    name = _mention_name(mentions, pid, papers)
+    if choice:
+        said = f"“{choice.group(0)}” = {name}, the one of them the question fits best"
+        return pid, question[: choice.end()] + f" ({name})" + question[choice.end() :], said
+    if len(pool) > 1:
+        return pid, question, f"the question fits {name} best of the papers discussed"
+    return pid, question, ""
 
 
 def has_reference(question: str) -> bool:
@@ -291,6 +447,7 @@ def looks_like_followup(question: str) -> bool:
         bool(PRONOUN.search(question) or _GROUP.search(question) or _FIRST.search(question))
         or _SUCCESSOR.search(question) is not None
         or has_reference(question)
+        or bool(_ORDINAL.search(question) or _CHOICE.search(question) or _ANOTHER.search(question))
         or len(question.split()) <= 5
     )
 
@@ -336,6 +493,12 @@ class Plan(BaseModel):
         "", description="Follow-ups: the question with the earlier user turns; retrieval fuses it with ``query``."
     )
     discussed: list[str] = Field(default_factory=list, description="Ids of the papers the conversation is about.")
+    exclude: list[str] = Field(
+        default_factory=list, description="“Another / a different paper”: ids of the discussed papers left out."
+    )
+    focus: list[str] = Field(
+        default_factory=list, description="Follow-ups: the paper the question means (“the former”, its successor)."
+    )
     every_match: bool = Field(False, description="Answer from every paper the filters admit, not the top few.")
     filters: Filters = Field(default_factory=Filters)
     compared: list[str] = Field(default_factory=list, description="The compared targets (names or descriptions).")
@@ -343,6 +506,13 @@ class Plan(BaseModel):
         "", description="Papers counted, not named (“two papers here that …”): the description all targets share."
     )
     names: list[str] = Field(default_factory=list, description="Names the question asks about (DoViT, COCO, …).")
+    topic: str = Field("", description="Surveys: what the papers must address, in the question's own words.")
+    term: str = Field("", description="Surveys by a name: the term every listed abstract names (ADE20K).")
+    aspects: list[str] = Field(
+        default_factory=list, description="What the question asks about each paper: the comparison's columns."
+    )
+    max_sentences: int | None = Field(None, description="The length the question asks for (“in two sentences”).")
+    answer_noun: str = Field("", description="“Which method/paper/… …”: what the answer must name (method, paper, …).")
     why: list[str] = Field(default_factory=list, description="Which words of the question decided what.")
 
 
@@ -394,7 +564,9 @@ def plan_question(
         return plan
     try:
         proposed = read_model_plan(propose(question, history), plan)
-    except Exception as exc:  # a bad reply, a schema violation, an LLM error: the rules' plan stands
+    except (LLMStartError, LLMAuthError, LLMModelNotFound):
+        raise  # a model that cannot run is an error, not a reason to plan by rules
+    except (ValueError, LLMError) as exc:  # a bad reply or schema violation (ValidationError is one), a timeout
         plan.why.append(f"model plan rejected ({str(exc).splitlines()[0][:120]}); rules used")
         return plan
     if proposed.compared != plan.compared:
@@ -414,13 +586,36 @@ def _rules_plan(
     rewrite: Callable[[str, list[dict]], str] | None,
 ) -> Plan:
     why: list[str] = []
-    query, followup, history_query = question, False, ""
     papers, index = retriever.papers, retriever.name_index
+    typed = index.typed_names(question)
+    query = question
+    for span, name in typed:  # "damo yolo", "flaten transformer": the names as the corpus writes them
+        query = re.sub(rf"(?<![\w-]){re.escape(span)}(?![\w-])", name, query, count=1)
+    if typed:
+        why.append("read " + ", ".join(f"“{span}” as {name}" for span, name in typed))
+    question_as_typed, question = question, query
+    followup, history_query = False, ""
     discussed: list[str] = []
     group: list[str] = []
     named_later = False
+    exclude: list[str] = []
+    focus: list[str] = []
     if history and looks_like_followup(question):
-        discussed = discussed_papers(history, papers, index)
+        mentions_ = conversation_papers(history, papers, index)
+        picked, query, said = pick_referent(question, mentions_, retriever)
+        if said:
+            why.append(said)
+        if picked == EXCLUDE:
+            exclude = list(dict.fromkeys(m.paper_id for m in mentions_))
+            discussed = list(exclude)  # "other papers by its first author": still the discussed paper's author
+        elif picked:
+            discussed = [picked, *dict.fromkeys(m.paper_id for m in mentions_ if m.paper_id != picked)]
+        else:
+            discussed = discussed_papers(history, papers, index)
+        if picked and picked != EXCLUDE:
+            question = query  # the ordinal or choice now names its paper
+            focus = [picked]
+        query = question
         if discussed:
             query, later, said = successor_reference(question, papers[discussed[0]], papers)
             if said:
@@ -428,12 +623,22 @@ def _rules_plan(
                 named_later = True  # "its successor" now reads "LLaVA-UHD v2" (or "a successor of Kangaroo")
             if later:
                 discussed = [*discussed, later]
+                focus = [later]  # "its successor": the later paper is what the question is about
             query, group, said = author_reference(query, papers[discussed[0]])
             if group:
                 why.append(said)
-        referent = referent_of(history, discussed, papers, index)
-        # an author filter or a named successor leaves nothing to resolve
-        standalone = bool(group) or (named_later and not has_reference(query))
+        referent = (
+            _mention_name(mentions_, discussed[0], papers)
+            if discussed and picked
+            else referent_of(history, discussed, papers, index)
+        )
+        # an author filter, a named successor or "another paper" leaves nothing to resolve
+        standalone = (
+            bool(group)
+            or (named_later and not has_reference(query))
+            or (bool(exclude) and not _FIRST.search(query))
+            or (bool(focus) and not has_reference(query))  # "the second one" now names its paper
+        )
         if not standalone and ((referent and has_reference(query)) or rewrite is None):
             query = resolve_references(query, history, index, referent)
         elif not standalone:
@@ -476,36 +681,248 @@ def _rules_plan(
             compared = [f"described paper {i}" for i in range(1, count + 1)]
             why.append(f"compares {count} papers described as “{described}”")
     every = False
+    topic = term = ""
+    aspects: list[str] = []
+    length = asked_length(query)
     if compared:
         kind = "comparison"
         why.append("comparison of " + ", ".join(compared))
+        aspects = question_aspects(query, compared if not described else [described])
+        if aspects:
+            why.append("compared on " + "; ".join(aspects))
     elif listing:
         kind = "listing"
         why.append("asks which papers match the filters")
     elif asks_about_matches(query, applied):
         every = True
         why.append("asks about every paper the filters admit")
+    elif asks_for_papers(query) and not _names_a_paper(names, index, query) and not focus:
+        kind = "survey"
+        topic = topic_phrase(query)
+        term = _listed_term(query, names, index, stated, topic)
+        # what it asks of each paper comes after the topic ("…, and how does each model the skeleton?")
+        rest = query[query.find(topic) + len(topic) :] if topic in query else ""
+        aspects = question_aspects(rest, []) if re.search(r"\b(?:how|what|which|where|why)\b", rest, re.I) else []
+        why.append(
+            f"asks for every paper that names {term}" if term else f"asks for every paper that addresses “{topic}”"
+        )
+    elif length is not None or asks_summary(query):
+        kind = "summary"
+        why.append(f"asks for a summary in at most {length or SUMMARY_SENTENCES} sentences")
     if names:
         why.append("names asked about: " + ", ".join(names))
     return Plan(
-        question=question,
+        question=question_as_typed,
         kind=kind,
         followup=followup,
         query=query,
         history_query=history_query,
         discussed=discussed,
+        exclude=exclude,
+        focus=focus,
         every_match=every,
         filters=applied,
         compared=compared,
         described=described,
         names=names,
+        topic=topic,
+        term=term,
+        aspects=aspects,
+        max_sentences=length if length is not None else (SUMMARY_SENTENCES if kind == "summary" else None),
+        answer_noun=which_noun(query),
         why=why,
     )
 
 
+# -- surveys, summaries and what a question asks about each paper ----------------------------------------------
+# A request for a set of papers: a plural noun for papers or methods after a question word ("which papers …",
+# "what approaches to …", "list the works …"), "any work / research on", an overview or survey of the corpus, or
+# what the corpus/collection says. Singular ("which method …") asks for one paper: a factoid.
+# ("works" is left out: "which of the two works on RGB-D images" is a verb)
+_SET_NOUNS = frozenset({"papers", "studies", "approaches", "articles", "abstracts", "techniques", "methods"})
+_SET_ASK = frozenset({"which", "what", "list", "any", "show", "find", "name", "are", "there", "other", "all"})
+_SET_PHRASE = re.compile(
+    r"\b(?:overview|survey|landscape)\b(?! paper)|\b(?:any|other) (?:work|research)\b|\bresearch on\b"
+    r"|\b(?:every|all|each) (?:paper|abstract|work|study)s?\b(?! (?:propose|introduce|contribute|do)\b)"
+    r"|\bwhat (?:does|do|is) (?:the|this) (?:corpus|collection)\b|\b(?:corpus|collection) (?:cover|offer|have)\b",
+    re.I,
+)
+
+
+def asks_for_papers(question: str) -> bool:
+    """A question that asks for the set of papers on something (a survey or a content listing), not one paper."""
+    words = [w.casefold() for w in re.findall(r"[A-Za-z]+", question)]
+    for i, w in enumerate(words):
+        if w in _SET_NOUNS and _SET_ASK & set(words[max(0, i - 6) : i]):
+            return True
+    return _SET_PHRASE.search(question) is not None
+
+
+def _names_a_paper(names: list[str], index: NameIndex, question: str) -> bool:
+    """The question names one paper's own method as its subject ("Which datasets does DoViT report on?"): a question
+    about that paper, whatever its wording — unless it asks which abstracts mention that name."""
+    # a paper's own name that no other paper uses: the paper is the subject (a name several papers use — Mamba,
+    # Kolmogorov-Arnold, LiDAR — is a topic to list papers by)
+    own = [
+        n
+        for n in names
+        if not index.is_record_field(n)
+        and (owners := index.owners(n, by_title=False))
+        and index.papers_with(n) <= owners
+    ]
+    return bool(own) and not re.search(r"\b(?:mention|name|cite|use)s?\b", question, re.I)
+
+
+def _listed_term(question: str, names: list[str], index: NameIndex, stated: set[str], topic: str) -> str:
+    """The name a survey lists papers by ("Which papers report results on PASCAL VOC?" -> PASCAL VOC): adjacent
+    name tokens joined when the corpus writes them together; of several names, the rarest the corpus has. Only when
+    the name is what the question is about: a topic of several other words ("networks in hyperbolic space instead
+    of Euclidean space") is a topic, whatever names it mentions."""
+    from .coverage import papers_naming, topic_words
+
+    candidates: list[str] = []
+    tokens = [
+        n for n in names if not index.is_generic(n) and n.casefold() not in stated and not index.is_record_field(n)
+    ]
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        joined = re.search(rf"{re.escape(a)}[\s-]{re.escape(b)}", question)
+        if joined:
+            candidates.append(joined.group(0))
+    candidates += tokens
+    papers = list(index.papers.values())
+    count = {c: len(papers_naming(c, papers, index.lower_words)) for c in candidates}
+    found = [(n, -len(c), c) for c, n in count.items() if n > 0]
+    if not found:
+        return ""
+    # a joined name ("PASCAL VOC") when the corpus mostly writes its parts together; else the rarest name, the most
+    # specific ("NVIDIA T4 GPU" lists the papers naming T4, most of which do not say NVIDIA)
+    parts = {c: [t for t in tokens if t in c and t != c] for c in count}
+    joined = [f for f in found if parts[f[2]] and f[0] * 2 >= min(count[t] or f[0] for t in parts[f[2]])]
+    single = [f for f in found if not parts[f[2]]]
+    term = min(joined or single or found)[2]
+    name_words = {w.casefold() for n in names for w in re.split(r"[\s-]+", n)} | {"results", "numbers", "gpu"}
+    other = [w for w in topic_words(topic) if w not in name_words and not any(w in n.casefold() for n in names)]
+    return term if len(other) <= 2 else ""
+
+
+def topic_phrase(question: str) -> str:
+    """The span of a question between its first and last topic word ("Which papers here predict the future paths of
+    pedestrians in crowded scenes?" -> "predict the future paths of pedestrians in crowded scenes")."""
+    from .coverage import topic_words
+
+    words = topic_words(question)
+    if not words:
+        return question.strip(" ?.!")
+    spans = [m for m in re.finditer(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*", question)]
+    picked = [m for m in spans if m.group(0).casefold() in set(words)]
+    first = picked[0]
+    end = re.search(r"[.?!;](?:\s|$)", question[first.end() :])  # the topic stays within its sentence
+    limit = first.end() + end.start() if end else len(question)
+    last = [m for m in picked if m.end() <= limit][-1]
+    tail = re.split(r",?\s+and\s+(?:what|how|which|why)\b", question[first.start() : last.end()], flags=re.I)[0]
+    return tail.strip(" ,;:")
+
+
+_LENGTHS = {"one": 1, "a": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "1": 1, "2": 2, "3": 3, "4": 4}
+_ASKED_LENGTH = re.compile(
+    r"\b(?:in|with|using|as) (?P<n>one|a|a single|single|two|three|four|five|[1-5]) (?:short )?sentences?\b"
+    r"|\b(?P<n2>one|two|three|single|[1-5])[- ]sentence\b"
+    r"|(?P<tldr>\btl;?dr\b)|(?P<brief>\bbriefly\b|\bin (?:short|brief)\b|\ba short summary\b)",
+    re.I,
+)
+SUMMARY_SENTENCES = 3  # a summary asked without a length
+BRIEF_SENTENCES = 2  # "briefly", "in short"
+
+
+def asked_length(question: str) -> int | None:
+    """The number of sentences a question asks for ("in two sentences" 2, "one-sentence summary" 1, "tl;dr" 1,
+    "briefly" 2), or None."""
+    m = _ASKED_LENGTH.search(question)
+    if not m:
+        return None
+    if m.group("tldr"):
+        return 1
+    if m.group("brief"):
+        return BRIEF_SENTENCES
+    word = (m.group("n") or m.group("n2") or "").casefold().replace("a single", "single")
+    return _LENGTHS.get(word)
+
+
+_SUMMARY = re.compile(r"\b(?:summari[sz]e|summary|summarise|tl;?dr|what is (?:.{2,120}) about)\b", re.I)
+
+
+def asks_summary(question: str) -> bool:
+    return _SUMMARY.search(question) is not None
+
+
+# what a comparison or survey asks about each paper: the asking clause without its question words and targets
+_ASK_WORDS = frozenset(
+    {
+        *("how", "what", "which", "where", "why", "when", "who", "whose", "does", "do", "did", "is", "are", "was"),
+        *("were", "each", "one", "ones", "they", "them", "their", "its", "it", "both", "two", "three", "papers"),
+        *("paper", "method", "methods", "approach", "approaches", "the", "a", "an", "of", "in", "on", "and", "or"),
+        *("differ", "differs", "different", "difference", "differences", "compare", "compared", "comparison"),
+        *("contrast", "versus", "vs", "between", "terms", "respect", "regarding", "with", "to", "from", "than"),
+        *("here", "these", "those", "this", "that", "other", "another", "former", "latter", "way", "ways"),
+        *("use", "uses", "using", "work", "works", "model", "models", "say", "tell", "me", "about", "there"),
+        *("contribute", "contributes", "contribution", "propose", "proposes", "bring", "table", "add", "adds"),
+        *("summarize", "summarise", "offer", "offers", "cover", "corpus", "collection", "can", "could", "would"),
+    }
+)
+
+
+def question_aspects(question: str, targets: list[str]) -> list[str]:
+    """What a question asks about each compared or surveyed paper, in its own words: the clause that asks (its
+    last sentence with a question word), without the question words and the targets' own words, split at "and" or
+    commas ("how do their necks and training recipes differ?" -> ["necks", "training recipes"]); [] when it asks
+    nothing specific ("how do they differ?")."""
+    sentences = [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
+    asking = next(
+        (x for x in reversed(sentences) if re.search(r"\b(?:how|what|which|where|why|compare|contrast)\b", x, re.I)),
+        sentences[-1] if sentences else question,
+    )
+    target_words = {w.casefold() for t in targets for w in re.findall(r"[\w-]+", t)}
+    parts = re.split(r",\s*(?:and\s+)?|\s+and\s+|\s*;\s*", asking)
+    out = []
+    for part in parts:
+        words = [w.rstrip(".") for w in re.findall(r"[A-Za-z0-9][\w.%-]*", part)]
+        kept = [w for w in words if w.casefold() not in _ASK_WORDS and w.casefold() not in target_words]
+        while kept and kept[-1].casefold() in {"do", "does", "differ", "compare", "go", "get", "work"}:
+            kept.pop()
+        if kept and any(len(w) > 2 for w in kept):
+            words = {w.casefold() for w in kept}
+            # "what problem does each address", "what does each propose", "what results": the standard columns
+            canonical = next((name for name, vocab in _STANDARD_ASPECTS.items() if words <= vocab), None)
+            out.append(canonical or " ".join(kept))
+    return list(dict.fromkeys(out))[:3]
+
+
+_STANDARD_ASPECTS = {
+    "Problem": frozenset(
+        {"problem", "problems", "address", "addresses", "tackle", "tackles", "solve", "solves", "challenge", "issue"}
+        | {"challenges", "issues", "limitation", "limitations", "motivation", "motivate", "gap", "target", "targets"}
+    ),
+    "Approach": frozenset({"idea", "ideas", "key", "main", "core", "mechanism", "design", "technique", "solution"}),
+    "Result": frozenset({"results", "result", "performance", "gains", "gain", "improvement", "improvements"}),
+}
+
+
+_WHICH = re.compile(
+    r"^\s*(?:which|what)\s+(?:[\w-]+\s+){0,3}?(method|paper|approach|framework|model|detector|network|benchmark"
+    r"|dataset|technique|family|architecture|system|algorithm|work)\b",
+    re.I,
+)
+
+
+def which_noun(question: str) -> str:
+    """ "Which method / paper / detector …?": the noun the answer must name, or ""."""
+    m = _WHICH.search(question)
+    return m.group(1).lower() if m else ""
+
+
 _NUMBERS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
 _COUNTED = re.compile(
-    r"\b(?P<n>two|three|four|[234])\s+(?:[\w-]+\s+){0,4}?(?:papers|works|methods|approaches|studies|articles)\b",
+    r"\b(?P<n>two|three|four|[234])\s+(?:[\w-]+\s+){0,4}?[a-z][\w-]*[a-z]s\b(?<!\bas)(?<!\bthis)",
     re.I,
 )
 _EACH = re.compile(
@@ -560,6 +977,7 @@ class Gathered(BaseModel):
 
     hits: list[Hit]
     per_target: dict[str, Hit | None] = Field(default_factory=dict)
+    coverage: Coverage | None = Field(None, description="Surveys: the papers that name the term or fit the topic.")
 
     def picked(self) -> dict[str, str | None]:
         """Each compared target and the title of the paper picked for it (None: the corpus lacks it)."""
@@ -573,12 +991,26 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
     depth = depth or top_k
     filters = None if plan.filters.is_empty() else plan.filters
     if plan.kind == "listing":
-        return Gathered(
-            hits=retriever.search(plan.query, top_k=max(top_k, LISTING_MAX, depth), filters=filters, mode=mode)
-        )
+        hits = retriever.search(plan.query, top_k=max(top_k, LISTING_MAX, depth), filters=filters, mode=mode)
+        return Gathered(hits=[h for h in hits if h.paper.id not in plan.exclude])
+    if plan.kind == "survey":
+        if plan.term:
+            coverage = term_coverage(retriever, plan.term, plan.query, filters, mode)
+        else:
+            coverage = topic_coverage(retriever, plan.topic or plan.query, filters, mode, exclude=plan.exclude)
+        coverage.hits = [h for h in coverage.hits if h.paper.id not in plan.exclude]
+        return Gathered(hits=list(coverage.hits), coverage=coverage)
     if plan.every_match:
         depth = max(depth, EVERY_MAX)
-    hits = _search(plan, retriever, depth, filters, mode)
+    hits = _search(plan, retriever, depth + len(plan.exclude), filters, mode)
+    if plan.exclude:  # "another paper": the discussed ones are left out, the rest ranked by how well they fit
+        hits = [h for h in hits if h.paper.id not in plan.exclude]
+        fit = paper_fit(retriever, PRONOUN.sub(" ", plan.query), [h.paper.id for h in hits])
+        hits = sorted(hits, key=lambda h: -fit[h.paper.id])[:depth]
+    if plan.focus and plan.kind != "comparison":  # the paper a follow-up means leads, whatever else ranks
+        ranked = {h.paper.id: h for h in hits}
+        lead = [ranked.get(pid) or Hit(paper=retriever.papers[pid]) for pid in plan.focus if pid in retriever.papers]
+        hits = [*lead, *(h for h in hits if h.paper.id not in plan.focus)][:depth]
     if plan.kind != "comparison":
         return Gathered(hits=_with_named_paper(plan, retriever, hits, depth, filters, mode))
     per_target: dict[str, Hit | None] = {}
@@ -588,16 +1020,8 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
         per_target = {t: (found[i] if i < len(found) else None) for i, t in enumerate(plan.compared)}
         chosen = {h.paper.id: h for h in found}
     else:
-        background = _background(plan.query)
-        for target in plan.compared:
-            names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
-            # a described target ("the one that rebalances by return") is searched with the question's background
-            query = target if names or not background else f"{target}. {background}"
-            found = retriever.search(query, top_k=3, filters=filters, mode=mode)
-            if names:
-                found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
-            hit = next((h for h in found if h.paper.id not in chosen), found[0] if found else None)
-            per_target[target] = hit
+        per_target = assign_targets(plan, retriever, filters, mode)
+        for hit in per_target.values():
             if hit is not None:
                 chosen.setdefault(hit.paper.id, hit)
     # the compared papers alone make a shorter, clearer prompt; fill up only for targets not found
@@ -610,6 +1034,59 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
     return Gathered(hits=list(chosen.values()), per_target=per_target)
 
 
+TARGET_CANDIDATES = 8  # papers scored per compared target
+
+
+def assign_targets(plan: Plan, retriever: Retriever, filters=None, mode=None) -> dict[str, Hit | None]:
+    """Each compared target's paper, chosen by scoring: every candidate paper (the fused retrieval's top for the
+    target, read with the question's background) is scored against the target's description with `paper_fit`
+    (dense similarity and the description's distinctive words); a named target's candidates must use the name. The
+    papers are then assigned jointly: the distinct papers with the highest total fit, so two descriptions never
+    land on one paper because it shares a few words with both."""
+    background = _background(plan.query)
+    options: dict[str, list[tuple[Hit, float]]] = {}
+    for target in plan.compared:
+        names = [t for t in salient_terms(target) if t.casefold() not in _GENERIC_NAMES]
+        # the question's background, without the other targets' descriptions ("one … , another …" in one sentence)
+        context = background
+        for other in plan.compared:
+            if other != target:
+                context = context.replace(other, " ")
+        text = target if names or not context.strip() else f"{target}. {context}"
+        found = retriever.search(text, top_k=TARGET_CANDIDATES, filters=filters, mode=mode)
+        if names:
+            found = [h for h in found if any(mentions(f"{h.paper.title} {h.paper.abstract}", n) for n in names)]
+        ids = [h.paper.id for h in found]
+        # the target's own description and the question's background (what the papers share) count alike: a short
+        # description ("a quantization method") needs the background, a precise one decides by itself
+        own, shared = paper_fit(retriever, target, ids), paper_fit(retriever, text, ids)
+        fit = {pid: own[pid] + shared[pid] for pid in ids}
+        # a paper that owns a name the target uses fits it best of all
+        options[target] = [
+            (
+                h,
+                fit.get(h.paper.id, 0.0)
+                + (1.0 if names and any(retriever.name_index.owns(h.paper.id, n) for n in names) else 0.0),
+            )
+            for h in found
+        ]
+    best: tuple[float, tuple] = (-1.0, ())
+    targets = list(plan.compared)
+
+    def search(i: int, used: frozenset, total: float, picked: tuple) -> None:
+        nonlocal best
+        if i == len(targets):
+            if total > best[0]:
+                best = (total, picked)
+            return
+        choices = [(h, f) for h, f in options[targets[i]] if h.paper.id not in used] or [(None, 0.0)]
+        for hit, f in choices:
+            search(i + 1, used | ({hit.paper.id} if hit else set()), total + f, (*picked, hit))
+
+    search(0, frozenset(), 0.0, ())
+    return dict(zip(targets, best[1], strict=True)) if best[1] else dict.fromkeys(targets)
+
+
 def _search(plan: Plan, retriever: Retriever, depth: int, filters, mode) -> list[Hit]:
     """The plan's search; for a follow-up, the rewritten query fused (reciprocal rank) with the question plus the
     earlier user turns, which finds the paper under discussion when the rewrite picked the wrong referent."""
@@ -617,13 +1094,10 @@ def _search(plan: Plan, retriever: Retriever, depth: int, filters, mode) -> list
     if not plan.history_query or plan.history_query == plan.query:
         return hits
     other = retriever.search(plan.history_query, top_k=depth, filters=filters, mode=mode)
-    k = retriever.settings.retrieval.rrf_k
-    score: dict[str, float] = {}
+    score = rrf([[h.paper.id for h in run] for run in (hits, other)], retriever.settings.retrieval.rrf_k)
     by_id: dict[str, Hit] = {}
-    for run in (hits, other):
-        for rank, h in enumerate(run):
-            score[h.paper.id] = score.get(h.paper.id, 0.0) + 1.0 / (k + rank + 1)
-            by_id.setdefault(h.paper.id, h)
+    for h in [*hits, *other]:
+        by_id.setdefault(h.paper.id, h)
     return sorted(by_id.values(), key=lambda h: -score[h.paper.id])[:depth]
 
 

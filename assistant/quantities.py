@@ -36,7 +36,8 @@ _SYNONYMS = {
     "parameter": ("parameter", "param"),
     "param": ("parameter", "param"),
 }
-_NUMBER = re.compile(r"\d")
+# a number in digits, or a count spelled out ("six re-ID datasets", "three benchmarks")
+_NUMBER = re.compile(r"\d|\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?)\b", re.I)
 
 
 def quantity_heads(question: str) -> list[tuple[str, str]]:

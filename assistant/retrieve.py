@@ -17,8 +17,10 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from .config import Settings
+from .coverage import TopicIndex
 from .evidence import SentenceIndex
 from .filters import Filters
+from .fusion import rrf
 from .names import NameIndex
 from .paper import Paper
 from .store import PaperStore
@@ -101,6 +103,7 @@ class Retriever:
         for n in self.nodes:
             self._chunks_of.setdefault(n.metadata["paper_id"], []).append(n.node_id)
         self.sentences = SentenceIndex(list(self.papers.values()), embed=self.store.embedder.embed_texts)
+        self.topics = TopicIndex.build(self.papers.values())
 
     def close(self) -> None:
         """Close the store this retriever reads."""
@@ -179,6 +182,23 @@ class Retriever:
         # ChromaVectorStore reports exp(-distance); cosine space: distance = 1 - cos.
         return [(n.node_id, 1.0 + math.log(s)) for n, s in zip(res.nodes, res.similarities, strict=True)]
 
+    def paper_dense(self, query: str, paper_ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of the query to each paper's best chunk, for any papers (not only the dense top-k):
+        the chunk vectors are read from the store, the query embedded once."""
+        ids = [nid for pid in dict.fromkeys(paper_ids) for nid in self._chunks_of.get(pid, [])]
+        if not ids:
+            return {}
+        q = np.asarray(self.store.embedder.embed_query(query), dtype=np.float32)
+        q /= np.linalg.norm(q) + 1e-9
+        got = self.store.collection.get(ids=ids, include=["embeddings"])
+        vecs = np.asarray(got["embeddings"], dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
+        out: dict[str, float] = {}
+        for nid, cos in zip(got["ids"], (vecs @ q).tolist(), strict=True):
+            pid = self.nodes[self._node_pos[nid]].metadata["paper_id"] if nid in self._node_pos else nid.split(":")[0]
+            out[pid] = max(out.get(pid, -1.0), float(cos))
+        return out
+
     # -- fused -------------------------------------------------------------------------------
     def search(
         self,
@@ -198,22 +218,32 @@ class Retriever:
                 chunks[node_id] = Chunk(node_id=node_id, text=self.nodes[self._node_pos[node_id]].text)
             return chunks[node_id]
 
+        rankings: list[list[str]] = []
+        weights: list[float] = []
         if mode in ("hybrid", "dense"):
-            for rank, (nid, score) in enumerate(self.dense(query, cfg.candidates, filters)):
-                if nid in self._node_pos:
-                    c = chunk(nid)
-                    c.dense, c.dense_rank = score, rank
-                    c.rrf += cfg.dense_weight / (cfg.rrf_k + rank + 1)
+            ranked = [
+                (nid, score) for nid, score in self.dense(query, cfg.candidates, filters) if nid in self._node_pos
+            ]
+            for rank, (nid, score) in enumerate(ranked):
+                c = chunk(nid)
+                c.dense, c.dense_rank = score, rank
+            rankings.append([nid for nid, _ in ranked])
+            weights.append(cfg.dense_weight)
         if mode in ("hybrid", "bm25"):
-            for rank, (nid, score) in enumerate(self.bm25(query, cfg.candidates, filters)):
+            ranked = self.bm25(query, cfg.candidates, filters)
+            for rank, (nid, score) in enumerate(ranked):
                 c = chunk(nid)
                 c.bm25, c.bm25_rank = score, rank
-                c.rrf += 1.0 / (cfg.rrf_k + rank + 1)
-
+            rankings.append([nid for nid, _ in ranked])
+            weights.append(1.0)
         if mode == "hybrid":
-            for rank, (nid, _score) in enumerate(self.names(query, filters)):
-                c = chunk(nid)
-                c.rrf += cfg.name_weight / (cfg.rrf_k + rank + 1)
+            ranked = self.names(query, filters)
+            for nid, _score in ranked:
+                chunk(nid)
+            rankings.append([nid for nid, _ in ranked])
+            weights.append(cfg.name_weight)
+        for nid, fused in rrf(rankings, cfg.rrf_k, weights).items():
+            chunks[nid].rrf = fused
 
         hits: dict[str, Hit] = {}
         for c in sorted(chunks.values(), key=lambda c: -c.rrf):

@@ -12,9 +12,9 @@ from importlib import resources
 # template -> the placeholders its callers fill in (``{refusal}`` is always available)
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     "system.md": frozenset({"max_sentences"}),
-    "answer.md": frozenset({"sources", "evidence", "question"}),
+    "answer.md": frozenset({"sources", "evidence", "question", "length"}),
     "compare.md": frozenset({"sources", "evidence", "question", "methods"}),
-    "source.md": frozenset({"n", "title", "authors", "year", "facts"}),
+    "source.md": frozenset({"n", "title", "details"}),
     "rewrite.md": frozenset({"history", "question"}),
     "plan.md": frozenset({"history", "question"}),
     "refusal.txt": frozenset(),

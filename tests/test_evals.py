@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from assistant.answer import Answer, Citation, Context
 from assistant.cite import SourceText
 from assistant.config import Settings, get_settings
+from assistant.coverage import TopicIndex
 from assistant.evaluation import metrics as M
 from assistant.evaluation import runner
 from assistant.evaluation.runner import EvalError, load_dataset, run_eval
@@ -29,6 +30,7 @@ from assistant.retrieve import Hit
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO / "evals" / "datasets" / "dev.jsonl"
+KINDS = REPO / "evals" / "datasets" / "kinds.jsonl"
 SMOKE = REPO / "evals" / "datasets" / "smoke.jsonl"
 FLOOR = REPO / "evals" / "floor.json"
 
@@ -282,10 +284,12 @@ def test_dev_and_smoke_sets_parse_cleanly_and_smoke_is_a_subset_of_dev():
     assert skipped == [] and len(dev) >= 60
     smoke, skipped = load_dataset(SMOKE)
     assert skipped == []
-    assert {q.type for q in smoke} == set(M.TYPES)
-    dev_lines = set(DEV.read_text(encoding="utf-8").splitlines())
+    assert {q.type for q in smoke} == set(M.TYPES)  # every kind, the new ones (kinds.jsonl) included
+    kinds, skipped = load_dataset(KINDS)
+    assert skipped == [] and {q.split for q in kinds} == {"tune", "holdout"}
+    dev_lines = set(DEV.read_text(encoding="utf-8").splitlines()) | set(KINDS.read_text(encoding="utf-8").splitlines())
     assert all(line in dev_lines for line in SMOKE.read_text(encoding="utf-8").splitlines() if line.strip())
-    assert DEV in runner.list_datasets() and SMOKE in runner.list_datasets()
+    assert {DEV, SMOKE, KINDS} <= set(runner.list_datasets())
     # the CI gate is tuned on, so it comes from the tuning split; the held-out part stays unseen
     assert {q.split for q in smoke} == {"tune"} and {q.split for q in dev} == {"tune", "holdout"}
 
@@ -345,8 +349,16 @@ class FakeRetriever:
         self.settings = settings
         self.papers = {p.id: p for p in PAPERS}
         self.name_index = NameIndex.build(PAPERS)  # the planner reads names with it, as with the real retriever
+        self.topics = TopicIndex.build(PAPERS)  # and scores compared targets and topics with these two
         self.store = FakeStore()
         self.modes: list[str] = []
+
+    def paper_dense(self, query, paper_ids):
+        words = set(query.lower().split())
+        return {
+            pid: len(words & set(f"{self.papers[pid].title} {self.papers[pid].abstract}".lower().split())) / 20
+            for pid in paper_ids
+        }
 
     def search(self, query, top_k=None, filters=None, mode=None):
         self.modes.append(mode)

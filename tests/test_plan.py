@@ -317,7 +317,7 @@ def test_cli_explain_prints_the_plan_without_starting_the_model(seed_store, tmp_
 PLANS = [
     # (question, kind, compared, filters)
     ("What does DoViT propose?", "factoid", [], {}),
-    ("Which methods were published before BERT?", "factoid", [], {}),  # a name in passing, not a date
+    ("Which methods were published before BERT?", "survey", [], {}),  # a name in passing, not a date
     ("How does DoViT compare with Medusa-1 in FLOPs?", "comparison", ["DoViT", "Medusa-1"], {}),
     ("What does Kangaroo reach, and how does it compare with Medusa-1?", "factoid", [], {}),  # baseline mention
     ("Compare Gold-YOLO and DAMO-YOLO.", "comparison", ["Gold-YOLO", "DAMO-YOLO"], {}),
@@ -333,7 +333,7 @@ PLANS = [
         ["described paper 1", "described paper 2", "described paper 3"],
         {},
     ),
-    ("Which two papers report results on COCO?", "factoid", [], {}),  # counted, but nothing compared
+    ("Which two papers report results on COCO?", "survey", [], {}),  # counted, but nothing compared: a listing
     ("Which papers has Yang Yue co-authored?", "listing", [], {"authors": ["Yang Yue"]}),
     ("Which papers are dated 2025?", "listing", [], {"year_from": 2025, "year_to": 2025}),
     (

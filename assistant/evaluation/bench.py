@@ -50,8 +50,11 @@ def _time(fn: Callable[[], object], n: int) -> list[float]:
 
 def _questions(limit: int) -> list[dict]:
     rows = [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()]
-    answerable = [r for r in rows if r["type"] in ("factoid", "comparative") and not r["history"]]
-    return answerable[:limit]
+    factoids = [r for r in rows if r["type"] == "factoid" and not r["history"]]
+    comparisons = [r for r in rows if r["type"] == "comparative" and not r["history"]]
+    # two factoids to one comparison (a comparison's findings are timed too), in the dataset's order
+    mixed = [r for i, f in enumerate(factoids) for r in ([f] + (comparisons[i // 2 : i // 2 + 1] if i % 2 else []))]
+    return mixed[:limit]
 
 
 # -- 1. ingest ------------------------------------------------------------------------------------
@@ -207,6 +210,8 @@ def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None
             system = assistant.build_messages(questions[0]["question"])[0]
             flush = [system, {"role": "user", "content": "Say OK."}]
             pipe_ttft, pipe_total, raw_ttft, raw_total, prompt_tokens, evidence = [], [], [], [], [], []
+            findings: list[float] = []
+            prompt_rate, gen_rate = [], []  # the raw server's own speed: prompt and generated tokens per second
             for i, row in enumerate(questions, start=1):
                 log(f"answer {i}/{len(questions)}: {row['question'][:60]}")
                 try:
@@ -220,10 +225,16 @@ def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None
                     first = first or time.perf_counter()
                 raw_total.append(time.perf_counter() - t)
                 raw_ttft.append((first or time.perf_counter()) - t)
+                if (rate := llm.last.prompt_tokens_per_s) is not None:
+                    prompt_rate.append(rate)
+                if (rate := llm.last.completion_tokens_per_s) is not None:
+                    gen_rate.append(rate)
                 llm.chat(flush, max_tokens=2)
                 answer = assistant.ask(row["question"])
                 pipe_ttft.append(answer.timings.get("ttft_s", 0.0))
                 evidence.append(answer.timings.get("first_evidence_s", 0.0))
+                if "findings_s" in answer.timings:  # comparisons: the table is complete before the model writes
+                    findings.append(answer.timings["findings_s"])
                 pipe_total.append(answer.timings.get("total_s", 0.0))
                 prompt_tokens.append(answer.prompt_tokens)
             server = llm.server
@@ -232,6 +243,11 @@ def bench_answer(settings: Settings, n_questions: int, log: Callable[[str], None
                     "answer.questions": len(questions),
                     "answer.first_evidence_p50_s": round(statistics.median(evidence), 3),
                     "answer.first_evidence_p95_s": round(_pct(evidence, 0.95), 3),
+                    # a comparison's findings (its table), complete before the model's first token
+                    "answer.findings_p50_s": round(statistics.median(findings), 3) if findings else None,
+                    "answer.findings_p95_s": round(_pct(findings, 0.95), 3) if findings else None,
+                    "llm.prompt_tokens_per_s": round(statistics.median(prompt_rate), 1) if prompt_rate else None,
+                    "llm.generated_tokens_per_s": round(statistics.median(gen_rate), 1) if gen_rate else None,
                     "answer.ttft_p50_s": round(statistics.median(pipe_ttft), 3),
                     "answer.ttft_p95_s": round(_pct(pipe_ttft, 0.95), 3),
                     "answer.total_p50_s": round(statistics.median(pipe_total), 3),

@@ -13,9 +13,28 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.cite import MARKER, SourceText, cited_clauses, content_words
+from assistant.cite import MARKER, SourceText, cited_clauses, content_words, unsupported_fact
 
-TYPES = ("factoid", "comparative", "metadata", "unanswerable", "followup")
+TYPES = (
+    "factoid",
+    "comparative",
+    "metadata",
+    "unanswerable",
+    "followup",
+    # the kinds a researcher asks beyond those (evals/datasets/kinds.jsonl)
+    "survey",
+    "listing",
+    "summary",
+    "casual",
+    "trap",
+)
+# Types whose correct answer is the refusal: questions about what the corpus does not hold.
+UNANSWERABLE = frozenset({"unanswerable", "trap"})
+
+
+def is_answerable(question_type: str) -> bool:
+    return question_type not in UNANSWERABLE
+
 
 # The flat metric names of metrics.json, in report order (names fixed by the issue).
 RETRIEVAL_KEYS = ("retrieval.hit@5", "retrieval.recall@5", "retrieval.mrr", "retrieval.ndcg@10")
@@ -26,12 +45,21 @@ ANSWER_KEYS = (
     "answer.faithfulness",
     "refusal.accuracy",
     "refusal.false_refusals",
+    # comparisons: share of the expected papers the plan picked for the compared targets (a described target
+    # resolved to the wrong paper scores 0 for it)
+    "comparison.targets",
+    # a question that asks for a length ("in two sentences"): the answer's prose keeps it (1) or not (0)
+    "answer.length",
+    # follow-ups with ``not_titles``: 1 when the answer cites a paper the question excludes ("another paper")
+    "answer.wrong_paper",
 )
 SCORE_KEYS = RETRIEVAL_KEYS + ANSWER_KEYS  # averaged over the questions they apply to
 COST_KEYS = ("latency.p50_s", "latency.p95_s", "tokens.mean")
 METRIC_KEYS = SCORE_KEYS + COST_KEYS
 # Lower is better for these; higher for every other metric.
-LOWER_IS_BETTER = frozenset({"refusal.false_refusals", "latency.p50_s", "latency.p95_s", "tokens.mean"})
+LOWER_IS_BETTER = frozenset(
+    {"refusal.false_refusals", "answer.wrong_paper", "latency.p50_s", "latency.p95_s", "tokens.mean"}
+)
 
 # Thresholds of the transparent faithfulness check (see evals/README.md).
 LEXICAL_SUPPORT = 0.5  # share of a sentence's content words found in its cited abstract (as in assistant.cite)
@@ -197,8 +225,15 @@ class SupportChecker:
     embedding function is given).
     """
 
-    def __init__(self, embed: Embed | None = None, lexical: float = LEXICAL_SUPPORT, cosine: float = EMBEDDING_SUPPORT):
+    def __init__(
+        self,
+        embed: Embed | None = None,
+        lexical: float = LEXICAL_SUPPORT,
+        cosine: float = EMBEDDING_SUPPORT,
+        names: Callable[[str], list[str]] | None = None,
+    ):
         self.embed = embed
+        self.names = names  # the corpus's name finder: names a claim states must be in its source (as the pipeline)
         self.lexical_threshold = lexical
         self.cosine_threshold = cosine
         self._vectors: dict[str, list[tuple[str, list[float]]]] = {}
@@ -218,10 +253,14 @@ class SupportChecker:
         return self._vectors[key]
 
     def support(self, claim: str, source: SourceText) -> tuple[bool, float, float | None, str]:
-        """(supported, lexical score, cosine or None when not computed, best evidence sentence)."""
+        """(supported, lexical score, cosine or None when not computed, best evidence sentence). A claim stating a
+        number, a name or a negation its source does not is unsupported whatever its overlap (as in the pipeline:
+        `cite.unsupported_fact`)."""
         lexical, evidence = source.support(claim)
         if not content_words(claim):  # only markers or punctuation: nothing is claimed, nothing is supported
             return False, 0.0, None, ""
+        if unsupported_fact(claim, f"{source.abstract} {source.title}", self.names):
+            return False, lexical, None, evidence
         if lexical >= self.lexical_threshold or self.embed is None:
             return lexical >= self.lexical_threshold, lexical, None, evidence
         vectors = self._sentence_vectors(source)
@@ -281,6 +320,45 @@ def faithfulness(checks: Sequence[SentenceCheck]) -> float | None:
     return sum(c.supported for c in checks) / len(checks)
 
 
+# -- kinds -----------------------------------------------------------------------------------------
+def target_accuracy(picked_titles: Iterable[str | None], expected_titles: Sequence[str]) -> float | None:
+    """Share of the expected papers among the papers picked for the compared targets; ``None`` without targets."""
+    picked = {norm_title(t) for t in picked_titles if t}
+    expected = {norm_title(t) for t in expected_titles}
+    if not expected or not picked:
+        return None if not expected else 0.0
+    return len(expected & picked) / len(expected)
+
+
+def prose_sentences(text: str) -> int:
+    """Sentences of an answer's prose: not its table rows, list items, quoted lines or lead-in lines ending ':'."""
+    count = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("|", ">", "-", "*", "#")) or re.match(r"^\d+\.\s", stripped):
+            continue
+        if stripped.endswith(":"):
+            continue
+        body = MARKER.sub("", stripped)
+        count += len([x for x in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", body) if len(x.split()) >= 3])
+    return count
+
+
+def length_kept(text: str, max_sentences: int | None) -> float | None:
+    """1 when the answer's prose has at most the asked number of sentences, 0 otherwise; ``None`` if none asked."""
+    if not max_sentences or not text.strip():
+        return None
+    return float(prose_sentences(text) <= max_sentences)
+
+
+def wrong_paper(cited_titles: Iterable[str], not_titles: Sequence[str]) -> float | None:
+    """1 when the answer cites a paper the question excludes, 0 when not; ``None`` when it excludes none."""
+    if not not_titles:
+        return None
+    excluded = {norm_title(t) for t in not_titles}
+    return float(any(norm_title(t) in excluded for t in cited_titles))
+
+
 # -- refusals ------------------------------------------------------------------------------------
 def refusal_scores(answerable: bool, refused: bool, n_citations: int) -> dict[str, float | None]:
     """``refusal.accuracy``: an unanswerable question gets the refusal and no citation, an answerable one no refusal.
@@ -301,7 +379,7 @@ def passes(scores: dict[str, float | None]) -> dict[str, bool | None]:
         value = scores.get(key)
         if value is None:
             out[key] = None
-        elif key == "refusal.false_refusals":
+        elif key in ("refusal.false_refusals", "answer.wrong_paper"):
             out[key] = value == 0
         elif key in ("retrieval.mrr", "retrieval.ndcg@10"):
             out[key] = value > 0  # a relevant paper is ranked at all (in the top 10)
@@ -407,7 +485,7 @@ def outcomes(results: Sequence[dict]) -> dict[str, float | int]:
     (and right: ``refused_correctly``)."""
     right = wrong = refused = refused_ok = 0
     for r in results:
-        answerable = r.get("type") != "unanswerable"
+        answerable = is_answerable(r.get("type", ""))
         if r.get("refused"):
             refused += 1
             refused_ok += not answerable

@@ -18,6 +18,9 @@ LABELS = {
     "answer.faithfulness": "faithfulness",
     "refusal.accuracy": "refusal accuracy",
     "refusal.false_refusals": "false refusals",
+    "comparison.targets": "compared paper right",
+    "answer.length": "asked length kept",
+    "answer.wrong_paper": "excluded paper cited",
     "latency.p50_s": "latency p50",
     "latency.p95_s": "latency p95",
     "tokens.mean": "tokens (mean)",
@@ -28,6 +31,11 @@ TYPE_COLORS = {
     "metadata": "#55A868",
     "unanswerable": "#C44E52",
     "followup": "#8172B3",
+    "survey": "#937860",
+    "listing": "#DA8BC3",
+    "summary": "#8C8C8C",
+    "casual": "#CCB974",
+    "trap": "#64B5CD",
 }
 
 
@@ -126,7 +134,7 @@ WHY = {
     ),
     "refusal.accuracy": lambda r: (
         "answered (should refuse)"
-        if r["type"] == "unanswerable"
+        if not M.is_answerable(r["type"])
         else ("refused (should answer)" if r.get("refused") else r.get("error") or "no answer")
     ),
     "refusal.false_refusals": lambda r: "refused an answerable question",

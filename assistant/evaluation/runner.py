@@ -75,10 +75,13 @@ class Question:
     must_include: list[str]
     line: int
     split: str | None = None
+    kind: str | None = None  # a finer kind: "described" comparisons, follow-up kinds (ordinal, another, …)
+    max_sentences: int | None = None  # the length the question asks for ("in two sentences")
+    not_titles: list[str] = field(default_factory=list)  # papers a correct answer must not cite ("another paper")
 
     @property
     def answerable(self) -> bool:
-        return self.type != "unanswerable"
+        return M.is_answerable(self.type)
 
 
 def _parse_line(raw: str) -> dict:
@@ -108,8 +111,15 @@ def _parse_line(raw: str) -> dict:
         values = row[name]
         if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
             raise ValueError(f"`{name}` must be a list of non-empty strings")
-    if row["type"] == "unanswerable" and row["expected_titles"]:
-        raise ValueError("an unanswerable question cannot have expected_titles")
+    if not M.is_answerable(row["type"]) and row["expected_titles"]:
+        raise ValueError(f"a {row['type']} question cannot have expected_titles")
+    if row.get("max_sentences") is not None and (
+        not isinstance(row["max_sentences"], int) or isinstance(row["max_sentences"], bool) or row["max_sentences"] < 1
+    ):
+        raise ValueError("`max_sentences` must be a positive integer")
+    not_titles = row.get("not_titles", [])
+    if not isinstance(not_titles, list) or not all(isinstance(v, str) and v.strip() for v in not_titles):
+        raise ValueError("`not_titles` must be a list of non-empty strings")
     return row
 
 
@@ -146,6 +156,9 @@ def load_dataset(path: Path) -> tuple[list[Question], list[dict]]:
                 must_include=list(row["must_include"]),
                 line=number,
                 split=row.get("split"),
+                kind=row.get("kind"),
+                max_sentences=row.get("max_sentences"),
+                not_titles=list(row.get("not_titles", [])),
             )
         )
     return questions, skipped
@@ -369,6 +382,11 @@ def _score_answer(q: Question, answer, papers: dict, checker, judge) -> tuple[di
         "answer.must_include": included,
         "answer.faithfulness": M.faithfulness(checks),
         **M.refusal_scores(q.answerable, answer.refused, len(answer.citations)),
+        "comparison.targets": (
+            M.target_accuracy(answer.picked.values(), q.expected_titles) if q.type == "comparative" else None
+        ),
+        "answer.length": None if answer.refused else M.length_kept(answer.text, q.max_sentences),
+        "answer.wrong_paper": M.wrong_paper([c["title"] for c in cited], q.not_titles),
     }
     if failed:  # no answer at all is neither a right answer nor a right refusal
         scores["refusal.accuracy"] = 0.0
@@ -571,7 +589,7 @@ def run_eval(
                         warnings.append(f"{q.id}: expected title not in the store: {t}")
             store = ret.store
             describe = {"embedder": store.embedder.describe(), "store": store.describe()}
-            checker = M.SupportChecker(embed=store.embedder.embed_texts)
+            checker = M.SupportChecker(embed=store.embedder.embed_texts, names=ret.name_index.names_in)
             if asst is not None:
                 describe["llm"] = asst.llm.describe()
             try:  # only now: a run that fails to start (store, model, endpoint) leaves no empty folder behind
@@ -790,8 +808,8 @@ def _extra(results: list[dict]) -> dict:
 
     lat = [r["latency_s"] for r in results if r.get("latency_s") is not None]
     ttft = [r["ttft_s"] for r in results if r.get("ttft_s") is not None]
-    answerable = [r for r in results if r["type"] != "unanswerable"]
-    unanswerable = [r for r in results if r["type"] == "unanswerable"]
+    answerable = [r for r in results if M.is_answerable(r["type"])]
+    unanswerable = [r for r in results if not M.is_answerable(r["type"])]
     full = [r for r in results if "answer" in r]
     return {
         "latency.mean_s": mean(lat),
