@@ -579,7 +579,7 @@ def doctor(
     """Check the store (Chroma, the keyword index and the paper cache agree, the vector index answers a test query)
     and the LLM (the llama.cpp build, a server that generates). Says what is wrong and the one command that fixes
     it (exit code 1 when something is)."""
-    from .doctor import REPAIR, diagnose, llm_checks, one_fix, repair
+    from .doctor import REPAIR, diagnose, llm_checks, model_checks, one_fix, repair
 
     settings = get_settings()
     _require_store(settings)
@@ -591,8 +591,7 @@ def doctor(
                 console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
             console.print("repaired; checking again", style="dim")
             checks = diagnose(settings)
-    if llm:
-        checks += llm_checks(settings)
+    checks += llm_checks(settings) if llm else model_checks(settings)  # the model file is hashed either way
     for check in checks:
         out.print(str(check), highlight=False, markup=False)
     needed = one_fix(checks)

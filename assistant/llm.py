@@ -8,6 +8,7 @@ messages, logs or reprs. Tests script a fake with the same interface (``tests/fa
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import logging
 import math
@@ -33,7 +34,7 @@ from assistant.llm_errors import (
     LLMUnavailable,
 )
 from assistant.llm_server import EmbeddedServer
-from assistant.models import ModelError, ensure_gguf
+from assistant.models import REASSEMBLE, ModelError, ensure_gguf, verify_gguf
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -188,7 +189,19 @@ class LLM:
         except ModelError as e:
             reason = "missing_package" if "not installed" in str(e) else "model_file"
             raise LLMStartError(str(e), reason=reason) from None
-        server = EmbeddedServer.from_settings(settings, gguf).start()
+        # the content is hashed beside the server's start (one core, ~0.5 s, while the server loads for seconds):
+        # a file corrupted in place with its timestamp restored passes the marker of ensure_gguf
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-gguf") as pool:
+            verified = pool.submit(verify_gguf, s.embedded_model, gguf)
+            try:
+                server = EmbeddedServer.from_settings(settings, gguf).start()
+            except LLMStartError:
+                if corrupt := verified.result():  # the cause, rather than its symptom (a crash, garbage)
+                    raise LLMStartError(f"{corrupt}; {REASSEMBLE.format(path=gguf)}", reason="model_file") from None
+                raise
+            if corrupt := verified.result():
+                server.stop()
+                raise LLMStartError(f"{corrupt}; {REASSEMBLE.format(path=gguf)}", reason="model_file")
         llm = cls(
             base_url=server.base_url,
             model=server.alias,
