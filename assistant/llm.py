@@ -505,9 +505,10 @@ class _StreamReader:
     def __init__(self, open_stream, max_tokens: int, retries: int = 0):
         self._items: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = threading.Event()
-        # a few chunks beyond the tokens carry the role, the finish reason and the usage; a token is rarely over 16
-        # characters: text past these is no answer within max_tokens
-        self._max_texts, self._max_chunks, self._max_chars = max_tokens, max_tokens + 64, 32 * max_tokens + 1024
+        # chunks without text carry the role, the finish reason, the usage (or a token's first bytes, on some servers:
+        # as many as the tokens at most); a token is rarely over 16 characters. Beyond these, nothing sent is an
+        # answer within max_tokens
+        self._max_texts, self._max_chunks, self._max_chars = max_tokens, 2 * max_tokens + 64, 32 * max_tokens + 1024
         self._thread = threading.Thread(target=self._read, args=(open_stream, retries), name="llm-stream", daemon=True)
         self._thread.start()
 

@@ -29,8 +29,8 @@ DOVIT = "Dynamic Token-Pass Transformers for Semantic Segmentation"
 class _Misbehaving(JSONHandler):
     """``/trickle/v1``: one token every ``delay_s`` for ever; ``/stall/v1``: the stream's headers, then nothing;
     ``/silent/v1``: not even headers; ``/flood/v1``: tokens as fast as it can write, ignoring max_tokens;
-    ``/ok/v1``: a short cited answer; ``/flaky/v1``: HTTP 503 on every other request, else the short answer. Every
-    handler ends when the client goes away or the server closes."""
+    ``/empty/v1``: chunks without text, as fast; ``/ok/v1``: a short cited answer; ``/flaky/v1``: HTTP 503 on every
+    other request, else the short answer. Every handler ends when the client goes away or the server closes."""
 
     protocol_version = "HTTP/1.1"
 
@@ -63,9 +63,12 @@ class _Misbehaving(JSONHandler):
                 while not server.closing.wait(server.delay_s) and sent < 1000:
                     self._token(f"word{sent} ")
                     sent += 1
-            elif mode == "flood":
+            elif mode in ("flood", "empty"):
                 while not server.closing.is_set() and sent < 2_000_000:
-                    self._token("flood ")
+                    if mode == "flood":
+                        self._token("flood ")
+                    else:  # chunks without text, for ever
+                        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": None}]})
                     sent += 1
             else:
                 for piece in ("DoViT stops easy tokens early ", "and saves computation [1]."):
@@ -165,6 +168,14 @@ def test_a_flooding_server_is_read_up_to_max_tokens_then_the_stream_is_closed(st
     sent = stub.sent["flood"]
     print(f"\nflooding server: 32 tokens read in {read_s:.2f} s; it wrote {sent} chunks until the socket closed")
     assert sent < 2_000_000  # stopped by the closed connection, not by its own cap
+    llm.close()
+
+
+def test_a_server_flooding_chunks_without_text_is_cut_off_too(stub):
+    llm = remote(stub.url("empty"))
+    t0 = time.monotonic()
+    assert llm.chat(MSGS, max_tokens=32) == "" and llm.last.finish_reason == "length"
+    assert time.monotonic() - t0 < 2
     llm.close()
 
 
