@@ -103,6 +103,8 @@ def validate_question(question: object, limit: int) -> str:
         raise QuestionError(
             f"The question is {len(cleaned):,} characters long; the limit is {limit:,}. Shorten it.", "too_long"
         )
+    if not any(ch.isalnum() for ch in cleaned):  # emoji or punctuation only: nothing to search for or to plan from
+        raise QuestionError("The question has no words: type a question about the papers in words.", "no_words")
     # citation markers the user typed are not citations of this answer's sources
     cleaned = re.sub(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]", "", cleaned).strip() or cleaned
     return cleaned

@@ -15,14 +15,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from .config import Settings, get_settings
+from .config import Settings, SettingsInvalid, get_settings
 from .text import author_list
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console(stderr=True, soft_wrap=True)  # messages keep file paths on one line
-out = Console(soft_wrap=True)
+# Messages keep file paths on one line. Text from users, the corpus or the model reaches these consoles only escaped
+# (`escape`, `Text`, or markup=False): "[/]" in a question or a title is text, never a style tag. No ":name:" emoji
+# codes either, so a title with ":fire:" prints as typed.
+console = Console(stderr=True, soft_wrap=True, emoji=False)
+out = Console(soft_wrap=True, emoji=False)
 
 
 class UserError(Exception):
@@ -30,7 +35,7 @@ class UserError(Exception):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -87,12 +92,17 @@ def _open_store(settings: Settings, **kw):
 
 def _note_recovered(store) -> None:
     if store.recovered:
-        console.print(f"note: {store.recovered}", style="yellow", highlight=False)
+        console.print(f"note: {escape(store.recovered)}", style="yellow", highlight=False)
 
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsInvalid as exc:  # one line per variable: its name, the value given, what is allowed
+        for line in exc.lines[:-1]:
+            _fail(line)
+        raise _fail(exc.lines[-1]) from None
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(levelname)s %(name)s: %(message)s",
@@ -138,7 +148,7 @@ def ingest(
             continue  # judged again against the store below
         where = f"{issue.file}:{issue.line}" if issue.line else issue.file
         colour = "red" if issue.level == "error" else "yellow"
-        console.print(f"[{colour}]{issue.level}[/] {where}: {issue.message}", highlight=False)
+        console.print(f"[{colour}]{issue.level}[/] {escape(f'{where}: {issue.message}')}", highlight=False)
 
     store = PaperStore(settings, read_only=False)
     moved = None
@@ -158,7 +168,9 @@ def ingest(
                 only_in_catalog = sum(1 for p in salvaged if known.find(p) is None)
         store.open()
         _note_recovered(store)
-        console.print(f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False)
+        console.print(
+            f"store: {store.describe()}\nembedder: {store.embedder.describe()}", highlight=False, markup=False
+        )
         try:
             if rebuild and settings.store.chroma_url:
                 salvaged = store.papers()  # a server's store is dropped, not moved: its records are kept here
@@ -179,7 +191,8 @@ def ingest(
             store.close()
     for ref in report.unmatched:
         console.print(
-            f"[yellow]warning[/] {ref.file}:{ref.line}: abstract-only record matches no paper read or stored; skipped",
+            f"[yellow]warning[/] {escape(f'{ref.file}:{ref.line}')}: abstract-only record matches no paper read or "
+            "stored; skipped",
             highlight=False,
         )
     merges = corpus.merges + report.merges
@@ -209,6 +222,7 @@ def ingest(
                 f"{len(kept)} file(s) you added were read again and the {len(salvaged)} paper(s) of its catalog "
                 f"merged in ({only_in_catalog} of them in no file)",
                 highlight=False,
+                markup=False,
             )
         elif settings.store.chroma_url:
             console.print(f"rebuilt: the collection was dropped and built again, its {len(salvaged)} paper(s) kept")
@@ -263,11 +277,13 @@ def papers(
     has_code: HasCode = False,
     search: Annotated[str | None, typer.Option(help="Substring of the title (or of an alternative title).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many (1 or more).")] = None,
 ) -> None:
     """List and filter the stored papers."""
     from .filters import Filters
 
+    if limit is not None and limit < 1:  # a slice would drop the last rows instead (rows[:-5])
+        raise _fail(f"--limit must be 1 or more (got {limit})")
     settings = get_settings()
     filters = (
         _filters_from_options(
@@ -310,7 +326,8 @@ def papers(
         table.add_column(col)
     for p in rows:
         authors = author_list(p.authors, p.authors_truncated)
-        table.add_row(str(p.year or "?"), p.category or "", p.title, authors)
+        # Text, not str: a table renders str cells as markup, and a stored title may hold "[/]" or "[mask]"
+        table.add_row(str(p.year or "?"), Text(p.category or ""), Text(p.title), Text(authors))
     out.print(table)
 
 
@@ -330,7 +347,7 @@ def _start_assistant(settings: Settings):
     except LLMError as exc:
         raise _fail(one_line(exc)) from None
     for role, what in assistant.describe().items():
-        console.print(f"{role}: {what}", style="dim", highlight=False)
+        console.print(f"{role}: {what}", style="dim", highlight=False, markup=False)
     if not assistant.retriever.papers:
         assistant.close()
         raise _fail("the store is empty: run `assistant ingest` first")
@@ -348,7 +365,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     try:
         for event in assistant.stream(question, history, **kw):
             if event.kind == "status":
-                console.print(f"… {event.data}", style="dim", highlight=False)
+                console.print(f"… {event.data}", style="dim", highlight=False, markup=False)
             elif event.kind == "evidence":
                 # the references before the model's first token: what the answer is written from
                 out.print("[bold]sources:[/]")
@@ -362,7 +379,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
                 answer = event.data
             # "findings" (a comparison's table, a survey's rows) arrive as the first token text as well
     except QuestionError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return None
     except BROKEN as exc:
         out.print()
@@ -372,23 +389,24 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
         return None
     if answer.error:
         console.print(
-            f"[bold red]error:[/] {answer.error}" + (" (answer incomplete)" if answer.incomplete else ""),
+            f"[bold red]error:[/] {escape(answer.error)}" + (" (answer incomplete)" if answer.incomplete else ""),
             highlight=False,
         )
     if answer.text.strip() != streamed.strip():
         # citations were checked after streaming: show the corrected text
         out.print("\n[bold]checked answer:[/]")
         out.print(answer.text, highlight=False, markup=False, soft_wrap=True)
+    plain = {"highlight": False, "markup": False}  # the question's and the corpus's words, printed as they are
     if answer.standalone_query != answer.question:
-        console.print(f"searched: {answer.standalone_query}", style="dim", highlight=False)
+        console.print(f"searched: {answer.standalone_query}", style="dim", **plain)
     for why in answer.plan_why:
-        console.print(f"plan: {why}", style="dim", highlight=False)
+        console.print(f"plan: {why}", style="dim", **plain)
     if answer.filters_applied != "none":
-        console.print(f"filters: {answer.filters_applied}", style="dim", highlight=False)
+        console.print(f"filters: {answer.filters_applied}", style="dim", **plain)
     for target, title in answer.picked.items():
-        console.print(f"comparing: {target} -> {title or 'not in the corpus'}", style="dim", highlight=False)
+        console.print(f"comparing: {target} -> {title or 'not in the corpus'}", style="dim", **plain)
     for note in answer.notes:
-        console.print(f"note: {note}", style="yellow", highlight=False)
+        console.print(f"note: {note}", style="yellow", **plain)
     if answer.refused and answer.possibly_related:
         out.print("\n[bold]possibly related:[/]")
         for title in answer.possibly_related:
@@ -412,6 +430,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
         f"total {t.get('total_s', 0):.1f}s",
         style="dim",
         highlight=False,
+        markup=False,
     )
     return answer
 
@@ -561,7 +580,7 @@ def doctor(
     """Check the store (Chroma, the keyword index and the paper cache agree, the vector index answers a test query)
     and the LLM (the llama.cpp build, a server that generates). Says what is wrong and the one command that fixes
     it (exit code 1 when something is)."""
-    from .doctor import REPAIR, diagnose, llm_checks, one_fix, repair
+    from .doctor import REPAIR, diagnose, llm_checks, model_checks, one_fix, repair
 
     settings = get_settings()
     _require_store(settings)
@@ -570,11 +589,10 @@ def doctor(
         if fix and one_fix(checks) == REPAIR:
             note = repair(settings)
             if note:
-                console.print(f"note: {note}", style="yellow", highlight=False)
+                console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
             console.print("repaired; checking again", style="dim")
             checks = diagnose(settings)
-    if llm:
-        checks += llm_checks(settings)
+    checks += llm_checks(settings) if llm else model_checks(settings)  # the model file is hashed either way
     for check in checks:
         out.print(str(check), highlight=False, markup=False)
     needed = one_fix(checks)
@@ -657,7 +675,9 @@ def ui(
         raise _fail(str(exc)) from None
     from .ui import launch_app  # imports Gradio: after the quick checks
 
-    console.print(f"serving on http://{host}:{port} (Ctrl-C stops); the model starts in the background", style="dim")
+    console.print(
+        f"serving on http://{host}:{port} (Ctrl-C stops); the model starts in the background", style="dim", markup=False
+    )
     try:
         launch_app(get_settings(), host=host, port=port, share=share)
     except OSError as exc:
@@ -673,17 +693,19 @@ def bench(
     from assistant.evaluation.bench import run_bench
 
     settings = get_settings()
-    results = run_bench(settings, quick=quick, log=lambda m: console.print(f"… {m}", style="dim", highlight=False))
+    results = run_bench(
+        settings, quick=quick, log=lambda m: console.print(f"… {m}", style="dim", highlight=False, markup=False)
+    )
     table = Table(title="bench" + (" (quick)" if quick else ""), show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in results.items():
-        table.add_row(key, str(value))
+        table.add_row(Text(key), Text(str(value)))
     out.print(table)
     if out_file:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(results, indent=2) + "\n")
-        console.print(f"wrote {out_file}", highlight=False)
+        console.print(f"wrote {out_file}", highlight=False, markup=False)
 
 
 @app.command("settings")
@@ -694,7 +716,7 @@ def show_settings() -> None:
     for col in ("env var", "value", "description"):
         table.add_column(col, overflow="fold")
     for env, value, desc in _walk_settings(settings):
-        table.add_row(env, value, desc)
+        table.add_row(env, Text(value), Text(desc))  # a value (a path, a URL) is text, never markup
     out.print(table)
 
 

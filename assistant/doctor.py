@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import sqlite3
+import time
 from dataclasses import dataclass
 
 from .config import Settings
@@ -47,13 +48,37 @@ def one_fix(checks: list[Check]) -> str | None:
 REBUILD_LLAMA = "make rebuild-llama"
 
 
+def model_checks(settings: Settings) -> list[Check]:
+    """The embedded model's file, hashed by content (also with --no-llm: it starts nothing). Its marker only says it
+    was verified once; a file changed in place with its old timestamp passes it and then streams "??????"."""
+    from .models import ModelError, get_model, verify_gguf
+
+    if settings.llm.base_url:
+        return []
+    try:
+        model = get_model(settings.llm.embedded_model)
+    except ModelError as exc:
+        return [Check("model file", False, str(exc))]
+    path = settings.models_dir / model.filename
+    if not path.exists():
+        return [Check("model file", True, f"{path.name} is not assembled yet (the first start assembles it)")]
+    t0 = time.monotonic()
+    corrupt = verify_gguf(model.name, path)
+    if corrupt:  # the fix line says `rm PATH`; what follows it is said here
+        return [Check("model file", False, f"{corrupt}; once deleted, the next start assembles it again", f"rm {path}")]
+    size = path.stat().st_size / 1e6
+    return [Check("model file", True, f"{path}: sha256 verified ({size:.0f} MB in {time.monotonic() - t0:.1f} s)")]
+
+
 def llm_checks(settings: Settings) -> list[Check]:
     """The LLM: for the embedded model, a llama.cpp build without the AMX kernels that crash, and a server that
     starts *and generates* (one short chat); for an endpoint, that it serves the model and answers one chat."""
     from .llm_errors import LLMError, LLMStartError, one_line
     from .services import start_llm
 
-    checks: list[Check] = []
+    checks = model_checks(settings)
+    if any(not c.ok for c in checks):  # starting the server on a corrupt file would only repeat it
+        return [*checks, Check("LLM", False, "not started: its model file failed the check above")]
     if not settings.llm.base_url:
         from .native import amx_compiled, system_info
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 
 from .paper import Paper
 
+MAX_NAME_CHARS = 200  # longest author or affiliation a filter may name (the seeds' longest author name: 19 characters)
+
 # arXiv category codes and the names users ask by ("computer vision", "computation and language"). The code is the
 # part after the archive ("cs.CV" -> "CV"); stored categories are compared on that part.
 CATEGORY_NAMES: dict[str, tuple[str, ...]] = {
@@ -157,7 +159,7 @@ class Filters(BaseModel):
             code = category_code(category)
             if code is None:
                 known = ", ".join(f"{c} ({n[0]})" for c, n in list(CATEGORY_NAMES.items())[:6])
-                raise ValueError(f"unknown category {category!r}; use a code or name such as {known}")
+                raise ValueError(f"unknown category {_shown(category)}; use a code or name such as {known}")
         affiliation = (affiliation or "").strip() or None
         f = cls(
             year_from=year_from,
@@ -214,6 +216,10 @@ class Filters(BaseModel):
             raise ValueError("author filter is empty")
         if self.affiliation is not None and not self.affiliation.strip():
             raise ValueError("affiliation filter is empty")
+        # no name is that long; a pasted blob would otherwise be echoed whole in every message that names the filter
+        for what, value in [*(("author", a) for a in named), ("affiliation", self.affiliation or "")]:
+            if len(value) > MAX_NAME_CHARS:
+                raise ValueError(f"the {what} filter is {len(value):,} characters long; the limit is {MAX_NAME_CHARS}")
 
     # -- description ------------------------------------------------------------------------------------------
     def _date_text(self) -> str:
@@ -376,6 +382,10 @@ def _date_bound(text: str | None, end: bool) -> str | None:
         return None
     t = text.strip()
     if re.fullmatch(r"\d{4}-\d\d-\d\d", t):
+        try:
+            dt.date.fromisoformat(t)
+        except ValueError:  # 2023-02-30, 2023-13-01: the shape of a date, but no day of the calendar
+            raise ValueError(f"date {_shown(text)} does not exist: {_month_days(t)}") from None
         return t
     if m := re.fullmatch(r"(\d{4})-(\d\d?)", t):
         y, mo = int(m.group(1)), int(m.group(2))
@@ -386,8 +396,20 @@ def _date_bound(text: str | None, end: bool) -> str | None:
         return f"{t}-12-31" if end else f"{t}-01-01"
     span = _span(t)
     if span is None:
-        raise ValueError(f"date {text!r} is not a date: use 2024-03-15, 2024-03, 2024 or 'March 2024'")
+        raise ValueError(f"date {_shown(text)} is not a date: use 2024-03-15, 2024-03, 2024 or 'March 2024'")
     return span[1] if end else span[0]
+
+
+def _shown(text: str) -> str:
+    """A value the user typed, quoted, at most 40 characters."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _month_days(date: str) -> str:
+    y, mo = int(date[:4]), int(date[5:7])
+    if not 1 <= mo <= 12:
+        return f"there is no month {mo}"
+    return f"{calendar.month_name[mo]} {y} has {calendar.monthrange(y, mo)[1]} days"
 
 
 def _within(value, low, high) -> bool:

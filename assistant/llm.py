@@ -8,9 +8,11 @@ messages, logs or reprs. Tests script a fake with the same interface (``tests/fa
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import logging
 import math
+import queue
 import re
 import threading
 import time
@@ -32,7 +34,7 @@ from assistant.llm_errors import (
     LLMUnavailable,
 )
 from assistant.llm_server import EmbeddedServer
-from assistant.models import ModelError, ensure_gguf
+from assistant.models import REASSEMBLE, ModelError, ensure_gguf, verify_gguf
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -187,7 +189,19 @@ class LLM:
         except ModelError as e:
             reason = "missing_package" if "not installed" in str(e) else "model_file"
             raise LLMStartError(str(e), reason=reason) from None
-        server = EmbeddedServer.from_settings(settings, gguf).start()
+        # the content is hashed beside the server's start (one core, ~0.5 s, while the server loads for seconds):
+        # a file corrupted in place with its timestamp restored passes the marker of ensure_gguf
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-gguf") as pool:
+            verified = pool.submit(verify_gguf, s.embedded_model, gguf)
+            try:
+                server = EmbeddedServer.from_settings(settings, gguf).start()
+            except LLMStartError:
+                if corrupt := verified.result():  # the cause, rather than its symptom (a crash, garbage)
+                    raise LLMStartError(f"{corrupt}; {REASSEMBLE.format(path=gguf)}", reason="model_file") from None
+                raise
+            if corrupt := verified.result():
+                server.stop()
+                raise LLMStartError(f"{corrupt}; {REASSEMBLE.format(path=gguf)}", reason="model_file")
         llm = cls(
             base_url=server.base_url,
             model=server.alias,
@@ -240,26 +254,44 @@ class LLM:
         if self._closed:
             raise LLMError(f"LLM {self.describe()} is closed")
         stats = self._local.last = CallStats()
+        limit = max_tokens or self.max_tokens
         for attempt in (1, 2):
             t0 = time.monotonic()
+            deadline = t0 + self.timeout_s  # the whole answer, first token to last (llm.timeout_s)
             yielded = False
+            reader = _StreamReader(
+                lambda: self._create(messages, max_tokens, temperature, stop, grammar),
+                limit,
+                retries=self.max_retries,
+            )
             try:
-                with self._create(messages, max_tokens, temperature, stop, grammar) as stream:
-                    for chunk in stream:
-                        if chunk.usage is not None:
-                            stats.prompt_tokens = chunk.usage.prompt_tokens
-                            stats.completion_tokens = chunk.usage.completion_tokens
-                        for choice in chunk.choices:
-                            if choice.finish_reason:
-                                stats.finish_reason = choice.finish_reason
-                            text = choice.delta.content if choice.delta else None
-                            if text:
-                                if stats.time_to_first_token_s is None:
-                                    stats.time_to_first_token_s = time.monotonic() - t0
-                                if stats.prompt_tokens is None:  # no usage yet: count as we go
-                                    stats.completion_tokens += 1
-                                yielded = True
-                                yield text
+                while True:
+                    kind, value = reader.next(deadline)
+                    if kind == "end":
+                        break
+                    if kind == "limit":  # the server went on past max_tokens: what it sent within the limit stands
+                        log.warning("%s sent more than %d tokens (max_tokens); stopped reading", self.describe(), limit)
+                        stats.finish_reason = "length"
+                        break
+                    if kind == "timeout":
+                        raise self._too_slow(stats)
+                    if kind == "error":
+                        raise value
+                    chunk = value
+                    if chunk.usage is not None:
+                        stats.prompt_tokens = chunk.usage.prompt_tokens
+                        stats.completion_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices:
+                        if choice.finish_reason:
+                            stats.finish_reason = choice.finish_reason
+                        text = choice.delta.content if choice.delta else None
+                        if text:
+                            if stats.time_to_first_token_s is None:
+                                stats.time_to_first_token_s = time.monotonic() - t0
+                            if stats.prompt_tokens is None:  # no usage yet: count as we go
+                                stats.completion_tokens += 1
+                            yielded = True
+                            yield text
                 stats.total_s = time.monotonic() - t0
                 break
             except (openai.APIError, httpx.TransportError) as exc:
@@ -272,6 +304,8 @@ class LLM:
                         f"the embedded LLM server at {self._base_url} died mid-answer and was restarted; ask again"
                     ) from None
                 raise self._translate(exc) from None
+            finally:
+                reader.stop()  # also when the caller stops early: the reading thread closes the HTTP stream
         if stats.prompt_tokens is None:
             stats.usage_estimated = True
             overhead = _PER_MESSAGE_TOKENS * (len(messages) + 1)  # +1: the assistant header
@@ -320,6 +354,11 @@ class LLM:
             # HTTP(S)_PROXY must not capture loopback traffic; remote endpoints keep the proxy.
             http_client=openai.DefaultHttpxClient(trust_env=False) if loopback else None,
         )
+        # answers are retried by `_StreamReader`, within their deadline; the SDK would retry after it
+        self._streams = self._client.with_options(max_retries=0)
+        # the SDK imports its chat resources on first use (0.7 s here): paid now, at start-up, not inside the first
+        # answer's llm.timeout_s and its time to first token
+        _ = self._streams.chat.completions
 
     @property
     def supports_grammar(self) -> bool:
@@ -327,6 +366,8 @@ class LLM:
         return self._server is not None
 
     def _create(self, messages, max_tokens, temperature, stop, grammar=None):
+        """Open the stream (no retry by the SDK: `_StreamReader` retries, within the answer's deadline)."""
+        client = self._streams
         kw: dict[str, Any] = dict(
             model=self.model,
             messages=list(messages),
@@ -341,13 +382,22 @@ class LLM:
         if self._stream_options:
             kw["stream_options"] = {"include_usage": True}
             try:
-                return self._client.chat.completions.create(**kw)
+                return client.chat.completions.create(**kw)
             except openai.BadRequestError as e:
                 if "stream_options" not in str(e):
                     raise
                 self._stream_options = False  # older servers reject it: count tokens ourselves
                 del kw["stream_options"]
-        return self._client.chat.completions.create(**kw)
+        return client.chat.completions.create(**kw)
+
+    def _too_slow(self, stats: CallStats) -> LLMUnavailable:
+        url = safe_url(self._base_url)
+        if stats.time_to_first_token_s is None:
+            return LLMUnavailable(f"no answer from {url} within {self.timeout_s:g}s (llm.timeout_s)")
+        return LLMUnavailable(
+            f"the answer from {url} took longer than {self.timeout_s:g}s (llm.timeout_s); it was cut off after "
+            f"{stats.completion_tokens} tokens"
+        )
 
     def _server_died(self, exc: Exception) -> bool:
         connection = isinstance(exc, (openai.APIConnectionError, httpx.TransportError))
@@ -440,6 +490,71 @@ class LLM:
             f"the server at {url} does not serve model {wanted!r} (it serves: {', '.join(ids[:10])}); "
             "set llm.model / ASSISTANT_LLM__MODEL to one of them"
         )
+
+
+class _StreamReader:
+    """Reads one streamed completion on a thread of its own, so that the caller's wait is bounded.
+
+    The HTTP client's timeout bounds each read, not the answer: a server that sends a token every few seconds, or
+    opens the stream and then stalls, would hold the caller for ever; and a blocked socket read cannot be
+    interrupted. So the caller waits on a queue with the answer's deadline, and this thread reads, stops at the
+    token limit (a server that ignores ``max_tokens`` could send megabytes), and closes the stream when told to stop.
+    A thread left waiting on a stalled server ends with the client's own read timeout.
+    """
+
+    def __init__(self, open_stream, max_tokens: int, retries: int = 0):
+        self._items: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        # chunks without text carry the role, the finish reason, the usage (or a token's first bytes, on some servers:
+        # as many as the tokens at most); a token is rarely over 16 characters. Beyond these, nothing sent is an
+        # answer within max_tokens
+        self._max_texts, self._max_chunks, self._max_chars = max_tokens, 2 * max_tokens + 64, 32 * max_tokens + 1024
+        self._thread = threading.Thread(target=self._read, args=(open_stream, retries), name="llm-stream", daemon=True)
+        self._thread.start()
+
+    def _open(self, open_stream, retries: int):
+        """The stream, retrying a connection error or a 5xx/429 as the SDK would, but never once the caller has
+        given up (the SDK's own retry would send a stalled server a second request after the deadline)."""
+        for attempt in range(retries + 1):
+            try:
+                return open_stream()
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                status = getattr(exc, "status_code", None)
+                retriable = status is None or status in (408, 409, 429) or status >= 500
+                if not retriable or attempt == retries or self._stopped.wait(0.5 * 2**attempt):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read(self, open_stream, retries: int) -> None:
+        try:
+            with self._open(open_stream, retries) as stream:
+                texts = chars = 0
+                for chunks, chunk in enumerate(stream, start=1):
+                    if self._stopped.is_set():
+                        return
+                    sent = [c.delta.content for c in chunk.choices if c.delta and c.delta.content]
+                    texts += len(sent)
+                    chars += sum(len(t) for t in sent)
+                    if texts > self._max_texts or chunks > self._max_chunks or chars > self._max_chars:
+                        self._items.put(("limit", None))
+                        return
+                    self._items.put(("chunk", chunk))
+            self._items.put(("end", None))
+        except Exception as exc:  # handed to the caller's thread, which translates it
+            self._items.put(("error", exc))
+
+    def next(self, deadline: float) -> tuple[str, Any]:
+        """The next ("chunk", c), ("end" | "limit", None), ("error", exc), or ("timeout", None) at the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:  # also when chunks are waiting: the deadline is for the whole answer
+            return "timeout", None
+        try:
+            return self._items.get(timeout=left)
+        except queue.Empty:
+            return "timeout", None
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def _server_message(exc: Exception) -> str:

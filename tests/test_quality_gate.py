@@ -34,6 +34,9 @@ def real(seed_store, tmp_path_factory):
     link_gguf(shared_gguf(tmp_path_factory), data_dir)
     settings = Settings(data_dir=data_dir)
     settings.llm.temperature = FLOOR["temperature"]
+    # the gate judges quality, not speed: llm.timeout_s bounds a whole answer, and on a shared 2-core machine one took
+    # over 120 s (185 tokens at a load of 8); a cut-off answer would be counted as an error of the model
+    settings.llm.timeout_s = 900
     llm = LLM.from_settings(settings, progress=False)
     yield Assistant(settings, Retriever(seed_store, settings), llm)
     llm.close()

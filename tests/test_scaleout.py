@@ -268,8 +268,8 @@ def test_hung_remote_server_gives_an_error_within_the_documented_bound(assistant
             waited = time.monotonic() - t0
     finally:
         remote.signal(signal.SIGCONT)
-    assert a.incomplete and a.error == f"no answer from {remote.url} within 4s (llm.timeout_s); tried 2 times"
-    print(f"\nhung remote server: error after {waited:.1f}s (llm.timeout_s=4, one retry for remote endpoints)")
-    assert waited < 2 * 4 + 4 + 3  # start-up check (≤4 s) + request and its one retry (2 × 4 s) + backoff
+    assert a.incomplete and a.error == f"no answer from {remote.url} within 4s (llm.timeout_s)"
+    print(f"\nhung remote server: error after {waited:.1f}s (llm.timeout_s=4 bounds the answer, its retry included)")
+    assert waited < 4 + 3  # the whole answer's bound (its one retry happens within it) + retrieval
     b = assistant.ask(QUESTION)
     assert b.error is None and DOVIT in [c.title for c in b.citations]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from platformdirs import user_data_dir
+from rich.markup import escape
 from rich.text import Text
 
 from assistant.answer import BROKEN, QuestionError
@@ -891,7 +892,8 @@ def cli_main(
         task = bar.add_task("starting", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total or None, description=label)
+            # a question id comes from the dataset file: text, never markup for the bar's description
+            bar.update(task, completed=done, total=total or None, description=escape(label))
 
         run = run_eval(
             dataset,
@@ -905,12 +907,13 @@ def cli_main(
             progress=progress,
         )
     for s in run.skipped_lines:
-        console.print(f"[yellow]skipped[/] {dataset}:{s['line']}: {s['error']}", highlight=False)
+        where = f"{dataset}:{s['line']}: {s['error']}"
+        console.print(f"[yellow]skipped[/] {escape(where)}", highlight=False)
     for w in run.metrics["run"]["warnings"]:
-        console.print(f"[yellow]warning[/] {w}", highlight=False)
+        console.print(f"[yellow]warning[/] {escape(str(w))}", highlight=False)
     if run.deltas is not None and not run.deltas["same_dataset"]:
         console.print(
-            f"[yellow]note:[/] {run.deltas['run']} ran other questions (dataset or --limit differ): "
+            f"[yellow]note:[/] {escape(str(run.deltas['run']))} ran other questions (dataset or --limit differ): "
             "the deltas compare different question sets",
             highlight=False,
         )
@@ -934,6 +937,6 @@ def cli_main(
         )
     if run.interrupted:
         console.print(f"[yellow]interrupted[/] after {len(run.results)} questions; scored those.", highlight=False)
-    stdout.print(f"report: {run.report_md}", highlight=False, soft_wrap=True)
-    stdout.print(f"results: {run.out_dir}", highlight=False, soft_wrap=True)
+    stdout.print(f"report: {run.report_md}", highlight=False, soft_wrap=True, markup=False)
+    stdout.print(f"results: {run.out_dir}", highlight=False, soft_wrap=True, markup=False)
     return run

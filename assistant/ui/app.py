@@ -131,16 +131,31 @@ def parse_filters(
 ) -> Filters | None:
     """Filters from the controls (several authors separated by ';'); ValueError with a readable message."""
 
+    def one(value):
+        """An API client may send a control's value as a list: [] is no filter (never the text "[]")."""
+        if isinstance(value, (list, tuple)):
+            if len(value) > 1:
+                raise ValueError(f"give one value, not a list of {len(value)}")
+            return value[0] if value else None
+        return value
+
     def year(value) -> int | None:
+        value = one(value)
         if value in (None, "", ANY):
             return None
         try:
             return int(str(value).strip())
         except ValueError:
-            raise ValueError(f"year {value!r} is not a year") from None
+            raise ValueError(f"year {str(value)[:40]!r} is not a year") from None
 
     def text(value) -> str | None:
+        value = one(value)
         return None if value in (None, "", ANY) else str(value).strip() or None
+
+    def names(value) -> list[str]:
+        """Authors as '; '-separated text, or as a list of names (an API client's multiselect)."""
+        items = value if isinstance(value, (list, tuple)) else (text(value) or "").split(";")
+        return [str(a).strip() for a in items if a is not None and str(a).strip()]
 
     f = Filters.from_options(
         year_from=year(year_from),
@@ -148,7 +163,7 @@ def parse_filters(
         date_from=text(date_from),
         date_to=text(date_to),
         category=text(category),
-        authors=[a for a in (text(author) or "").split(";") if a.strip()],
+        authors=names(author),
         first_author=text(first_author),
         affiliation=text(affiliation),
         has_code=bool(has_code),
