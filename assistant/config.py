@@ -167,6 +167,17 @@ class RetrievalSettings(BaseModel):
     )
 
 
+class ChatSettings(BaseModel):
+    max_per_owner: int = Field(
+        200,
+        ge=1,
+        description="Saved chats kept per browser (or per user with the login): saving one more removes "
+        "the least recently used.",
+    )
+    max_chat_kb: int = Field(2048, ge=16, description="Largest saved chat file, in KB (about 200 answers).")
+    max_total_mb: float = Field(500.0, gt=0, description="All saved chats together, in MB: beyond it none is saved.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ASSISTANT_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -189,6 +200,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    chats: ChatSettings = Field(default_factory=ChatSettings)
 
     @model_validator(mode="after")
     def _openai_env(self) -> Settings:
