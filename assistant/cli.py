@@ -430,7 +430,7 @@ def ask(
         typer.Option(
             "--format",
             case_sensitive=False,
-            help="Print only the answer: markdown (its text with the [n] markers, the references and the quoted "
+            help="Print only the answer: markdown (its text with the \\[n] markers, the references and the quoted "
             "evidence), bibtex (the cited papers) or json (the answer object, plan included).",
         ),
     ] = None,

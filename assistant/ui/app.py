@@ -522,6 +522,17 @@ class AppUI:
         if removed:
             session.note = f"Saved; the oldest chat was removed to stay within the limit: {'; '.join(removed)}."
 
+    def on_pick_chat(self, session: Session, evt: gr.SelectData):
+        return self.on_open_chat(evt.value, session)
+
+    def on_chat_list_change(self, chat_id, session: Session):
+        """The list's value changed: the app showing which chat is open (it names that chat, or "new"), or a pick
+        with the keyboard. Only the latter opens a chat, and not while an answer is being written (Stop first)."""
+        busy = any(t.kind == "pending" for t in session.turns)
+        if busy or not chat_id or chat_id in (NEW_CHAT[1], session.chat_id):
+            return (gr.skip(),) * 5
+        return self.on_open_chat(chat_id, session)
+
     def on_open_chat(self, chat_id, session: Session):
         """Reopen a saved chat of this browser (or user) from the list."""
         if not chat_id or chat_id == NEW_CHAT[1] or session.owner is None or chat_id == session.chat_id:
@@ -873,7 +884,7 @@ def create_app(
                             elem_id="chat",
                             label="Chat",
                             show_label=False,
-                            height="calc(100vh - 430px)",
+                            height="calc(100vh - 460px)",
                             min_height=360,
                             layout="bubble",
                             feedback_options=None,
@@ -1102,8 +1113,14 @@ def create_app(
         chatbot.clear(ui.on_new_chat, [session], new_chat_out, cancels=running, api_visibility="private").then(
             **persist, **persist_kw
         )
-        chat_list.input(
-            ui.on_open_chat, [chat_list, session], answer_out, cancels=running, api_visibility="private", queue=False
+        # A chat is opened on .select (a pick with the mouse; it stops an answer being written), and on .change
+        # for a pick with the keyboard, which selects nothing. Never on .input: the dropdown fires that on every
+        # blur as well, and a blur just before New chat reopened the chat being left.
+        chat_list.select(
+            ui.on_pick_chat, [session], answer_out, cancels=running, api_visibility="private", queue=False
+        ).then(**persist, **persist_kw)
+        chat_list.change(
+            ui.on_chat_list_change, [chat_list, session], answer_out, api_visibility="private", queue=False
         ).then(**persist, **persist_kw)
         delete_chat.click(
             ui.on_delete_chat, [session], answer_out, cancels=running, api_visibility="private", queue=False
