@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -435,10 +436,25 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     return answer
 
 
+class OutputFormat(StrEnum):
+    markdown = "markdown"
+    bibtex = "bibtex"
+    json = "json"
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="A question about the papers.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the answer object (plan included) as JSON.")] = False,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="Print only the answer: markdown (its text with the \\[n] markers, the references and the quoted "
+            "evidence), bibtex (the cited papers) or json (the answer object, plan included).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Print the plan (kind, query, filters, compared papers) and stop.")
     ] = False,
@@ -471,23 +487,28 @@ def ask(
         affiliation=affiliation,
         has_code=has_code,
     )
+    if as_json and output not in (None, OutputFormat.json):
+        raise _fail(f"--json is --format json: give one of --json and --format {output.value}")
+    fmt = OutputFormat.json if as_json else output
     try:  # an empty or over-long question is refused before the store, the embedder and the model are loaded
         validate_question(question, settings.max_question_chars)
     except QuestionError as exc:
         raise _fail(str(exc)) from None
     if explain:
-        _explain(settings, question, filters, top_k, as_json)
+        if fmt not in (None, OutputFormat.json):
+            raise _fail("--explain prints the plan: as text, or as JSON with --format json")
+        _explain(settings, question, filters, top_k, fmt is OutputFormat.json)
         return
     assistant = _start_assistant(settings)
     try:
-        if as_json:
+        if fmt is not None:
             try:
                 answer = assistant.ask(question, filters=filters, top_k=top_k)
             except QuestionError as exc:
                 raise _fail(str(exc)) from None
             except BROKEN as exc:
                 raise _fail(one_line(exc)) from None
-            print(answer.model_dump_json(indent=2))
+            print(_formatted(answer, fmt, assistant.retriever.papers), end="")
             if answer.error:
                 raise typer.Exit(3)
             return
@@ -498,6 +519,16 @@ def ask(
             raise typer.Exit(3)
     finally:
         assistant.close()
+
+
+def _formatted(answer, fmt: OutputFormat, papers) -> str:
+    from . import export
+
+    if fmt is OutputFormat.markdown:
+        return export.answer_markdown(answer, papers)
+    if fmt is OutputFormat.bibtex:
+        return export.answer_bibtex(answer, papers)
+    return answer.model_dump_json(indent=2) + "\n"
 
 
 def _explain(settings: Settings, question: str, filters, top_k: int | None, as_json: bool) -> None:
@@ -540,12 +571,70 @@ def _explain(settings: Settings, question: str, filters, top_k: int | None, as_j
 
 @app.command()
 def chat(
+    chat_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="A saved chat (its id, or a unique start of it) for --resume, --export or --delete; default: the "
+            "most recent.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Go on with a saved chat (CHAT_ID, or the most recent one).")
+    ] = False,
+    list_chats: Annotated[bool, typer.Option("--list", help="List the saved chats and stop.")] = False,
+    export: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--export",
+            case_sensitive=False,
+            help="Print a saved chat (CHAT_ID, or the most recent) as markdown, bibtex or json and stop.",
+        ),
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the saved chat CHAT_ID and stop.")] = False,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Papers given to the model.")] = None,
 ) -> None:
-    """Interactive chat with history: follow-ups ("how much faster is it?") are resolved. /new clears, /quit exits."""
+    """Interactive chat with history: follow-ups ("how much faster is it?") are resolved. /new starts a new chat,
+    /quit exits.
+
+    Every chat is saved in the data folder as it goes (chats/), so `assistant chat --resume` goes on with it later,
+    follow-ups included. These are the terminal's chats; the web app keeps each browser's (or user's) apart."""
+    from .chats import TERMINAL, ChatStore, ChatStoreError, ChatTurn
+
     settings = get_settings()
+    store = ChatStore.from_settings(settings)
+    if sum([resume, list_chats, export is not None, delete]) > 1:
+        raise _fail("give one of --resume, --list, --export and --delete")
+    if list_chats:
+        try:
+            _list_chats(store.list(TERMINAL))
+        except ChatStoreError as exc:
+            raise _fail(str(exc)) from None
+        return
+    chat = None
+    if resume or export is not None or delete or chat_id:
+        if delete and not chat_id:
+            raise _fail("--delete needs the id of the chat to delete (see `assistant chat --list`)")
+        try:
+            chat = store.find(TERMINAL, chat_id)
+            if delete:
+                store.delete(TERMINAL, chat.id)
+        except ChatStoreError as exc:
+            raise _fail(str(exc)) from None
+        if delete:
+            out.print(f"deleted chat {chat.id}: {chat.title}", highlight=False, markup=False)
+            return
+        if export is not None:
+            print(_chat_formatted(chat, export, settings), end="")
+            return
     assistant = _start_assistant(settings)
     history: list[dict] = []
+    if chat is None:
+        chat = store.new()
+    else:
+        history = chat.history()
+        _replay(chat)
+    unsaved = False  # said once: a read-only or full data folder does not stop the chat
     try:
         while True:
             try:
@@ -557,15 +646,68 @@ def chat(
                 break
             if command == "/new":
                 history.clear()
-                console.print("history cleared", style="dim")
+                chat = store.new()
+                console.print("new chat (the previous one stays saved)", style="dim")
                 continue
             if not command:
                 continue
             answer = _print_answer_stream(assistant, question, history, top_k=top_k)
-            if answer is not None and not answer.error:
+            if answer is None:
+                continue
+            if not answer.error:
                 history += [{"role": "user", "content": question}, answer.as_message()]
+            chat.turns.append(ChatTurn(question=answer.question, answer=answer))
+            first = len(chat.turns) == 1
+            try:
+                removed = store.save(TERMINAL, chat)
+            except ChatStoreError as exc:
+                if not unsaved:
+                    console.print(f"note: {exc}", style="yellow", highlight=False)
+                unsaved = True
+                continue
+            if first:
+                console.print(
+                    f"saved as chat {chat.id}: `assistant chat --resume {chat.id[:8]}` goes on with it",
+                    style="dim",
+                    highlight=False,
+                )
+            for title in removed:
+                console.print(f"note: the oldest saved chat was removed (limit reached): {title}", style="yellow")
     finally:
         assistant.close()
+
+
+def _list_chats(chats) -> None:
+    if not chats:
+        out.print("no saved chats yet: `assistant chat` starts one", highlight=False)
+        return
+    table = Table(show_header=True, title=f"{len(chats)} saved chat{'s' if len(chats) != 1 else ''}")
+    for col in ("id", "updated (UTC)", "questions", "title"):
+        table.add_column(col)
+    for c in chats:
+        table.add_row(c.id, c.updated[:16].replace("T", " "), str(c.questions), c.title)
+    out.print(table)
+
+
+def _replay(chat) -> None:
+    """The saved chat's questions and answers, before the next question."""
+    out.print(f"[bold]chat {chat.id}[/]: {len(chat.turns)} earlier question(s)", highlight=False)
+    for turn in chat.turns:
+        out.print(f"\nyou> {turn.question}", highlight=False, markup=False)
+        text = turn.answer.text if turn.answer is not None else turn.text
+        out.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _chat_formatted(chat, fmt: OutputFormat, settings: Settings) -> str:
+    from . import export
+    from .chats import chat_json
+    from .store import read_catalog
+
+    if fmt is OutputFormat.json:
+        return chat_json(chat) + "\n"
+    # arXiv ids and full author lists from the catalog, read without opening the store or starting anything
+    papers = {p.id: p for p in read_catalog(settings.data_dir / "papers.jsonl")}
+    return export.chat_markdown(chat, papers) if fmt is OutputFormat.markdown else export.chat_bibtex(chat, papers)
 
 
 @app.command()

@@ -196,6 +196,17 @@ class RetrievalSettings(_Group):
     )
 
 
+class ChatSettings(BaseModel):
+    max_per_owner: int = Field(
+        200,
+        ge=1,
+        description="Saved chats kept per browser (or per user with the login): saving one more removes "
+        "the least recently used.",
+    )
+    max_chat_kb: int = Field(2048, ge=16, description="Largest saved chat file, in KB (about 200 answers).")
+    max_total_mb: float = Field(500.0, gt=0, description="All saved chats together, in MB: beyond it none is saved.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ASSISTANT_", env_nested_delimiter="__", env_file=".env", extra="ignore", allow_inf_nan=False
@@ -222,6 +233,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    chats: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,15 +1,22 @@
 """The Gradio 6 app: streaming cited chat with a sources panel, filters, a corpus browser, uploads and evals.
 
 ``create_app(settings)`` builds the page around a ``Backend`` that opens the store and starts the LLM in the
-background (tests pass an existing ``Assistant``); ``launch_app()`` serves it. Each browser session keeps its
-own conversation in a ``gr.State``; generations go through one queue slot per model slot (one for the embedded
-llama.cpp server), so other users wait with a visible queue position instead of failing.
+background (tests pass an existing ``Assistant``); ``launch_app()`` serves it. Each browser tab keeps the chat it
+shows in a ``gr.State``; generations go through one queue slot per model slot (one for the embedded llama.cpp
+server), so other users wait with a visible queue position instead of failing.
+
+Chats are saved in the data folder (`assistant.chats`) as each answer ends, per browser: the page keeps a random
+browser id in the browser's localStorage (``gr.BrowserState``) and opens that browser's latest chat on load, so a
+chat survives a reload and a restart of the app; with the login set, chats belong to the user instead. Every answer
+and every chat downloads as Markdown or BibTeX (`assistant.export`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +25,20 @@ from typing import Literal
 import gradio as gr
 import pandas as pd
 
-from .. import evaluation
+from .. import evaluation, export
 from ..answer import Answer, Assistant, QuestionError, validate_question
+from ..chats import (
+    Chat,
+    ChatStore,
+    ChatStoreError,
+    ChatTurn,
+    browser_owner,
+    new_browser_id,
+    new_chat_id,
+    now,
+    user_owner,
+    valid_browser_id,
+)
 from ..config import Settings, get_settings
 from ..filters import Filters
 from . import render
@@ -47,6 +66,8 @@ EXAMPLES: list[tuple[str, str]] = [
 
 
 TurnKind = Literal["pending", "answer", "stopped", "notice"]
+# the list of saved chats starts with this entry while the chat shown is not saved yet (no answer so far)
+NEW_CHAT = ("New chat (saved once answered)", "new")
 
 
 @dataclass
@@ -66,14 +87,49 @@ class Turn:
 
 @dataclass
 class Session:
-    """A browser tab's chat: its turns and which answer the sources panel shows."""
+    """A browser tab's chat: its turns, which answer the sources panel shows, and where it is saved: ``owner`` (the
+    browser or user it belongs to; None for API clients, whose chats are not saved) and ``chat_id`` (None until
+    its first turn is saved)."""
 
     turns: list[Turn] = field(default_factory=list)
     shown: int | None = None
+    owner: str | None = None
+    chat_id: str | None = None
+    created: str | None = None
+    saved: str | None = None  # digest of the turns as last saved: an unchanged chat is not written again
+    note: str = ""  # why the chat is not saved, or what saving removed; shown under the list of chats
 
 
-def new_session() -> Session:
-    return Session()
+def new_session(owner: str | None = None) -> Session:
+    return Session(owner=owner)
+
+
+def session_chat(session: Session) -> Chat:
+    """The session's finished turns as a stored chat (a pending turn is saved once it ends)."""
+    turns = []
+    for turn in session.turns:
+        if turn.kind == "answer" and turn.answer is not None:
+            turns.append(ChatTurn(question=turn.question, kind="answer", answer=turn.answer))
+        elif turn.kind in ("notice", "stopped"):
+            turns.append(ChatTurn(question=turn.question, kind=turn.kind, text=turn.text))
+    stamp = session.created or now()
+    return Chat(id=session.chat_id or new_chat_id(), created=stamp, updated=stamp, turns=turns)
+
+
+def reopen(session: Session, chat: Chat) -> Session:
+    """Show a saved chat in the session: its turns as they were, the sources panel on its last answer."""
+    session.turns = [
+        Turn(turn.question, kind=turn.kind, text=turn.text, status=None, answer=turn.answer) for turn in chat.turns
+    ]
+    answers = [i for i, t in enumerate(session.turns) if t.kind == "answer"]
+    session.shown = answers[-1] if answers else None
+    session.chat_id, session.created, session.note = chat.id, chat.created, ""
+    session.saved = _digest(session_chat(session))
+    return session
+
+
+def _digest(chat: Chat) -> str:
+    return hashlib.sha256(b"".join(t.model_dump_json().encode() for t in chat.turns)).hexdigest()
 
 
 def _pending_turn(question: str) -> Turn:
@@ -177,6 +233,9 @@ class AppUI:
     def __init__(self, backend: Backend):
         self.backend = backend
         self.settings = backend.settings
+        self.chats = ChatStore.from_settings(backend.settings)
+        # downloads are written here (the system temp folder, which Gradio serves from); removed with the app
+        self._exports = tempfile.TemporaryDirectory(prefix="paper-assistant-exports-")
 
     # -- status ----------------------------------------------------------------------------------------------
     def status_html(self) -> str:
@@ -433,8 +492,141 @@ class AppUI:
         yield from self.on_answer(session, year_from, year_to, category, author, top_k, *more)
 
     def on_new_chat(self, session: Session):
-        fresh = new_session()
+        fresh = new_session(session.owner)  # the earlier chat stays saved, in the list of chats
         return [], fresh, render.EMPTY_SOURCES, gr.update(choices=[], value=None, visible=False), None, ""
+
+    # -- saved chats and downloads ---------------------------------------------------------------------------
+    def on_open_page(self, browser_id, session: Session, request: gr.Request):
+        """A page load: whose chats these are (the logged-in user, else this browser's id, made on its first
+        visit), and that owner's latest chat reopened. Outputs: browser id, the chat outputs, chats and downloads.
+
+        The session is filled in place: a question asked before this ran (a fast typist, a slow load) is kept."""
+        if not valid_browser_id(browser_id):  # first visit (or a value that is not ours): a new random id
+            browser_id = new_browser_id()
+        username = getattr(request, "username", None) if request is not None else None
+        session.owner = user_owner(username) if username else browser_owner(browser_id)
+        if not session.turns:
+            try:
+                latest = self.chats.list(session.owner)[:1]
+                if latest:
+                    reopen(session, self.chats.load(session.owner, latest[0].id))
+            except ChatStoreError as exc:
+                session.note = str(exc)
+        return (browser_id, *self._with_sources(session), *self.chat_outputs(session))
+
+    def on_persist(self, session: Session):
+        """After a turn ends (or the chat shown changes): save the chat if it changed, then the list of chats and
+        the downloads."""
+        self._save(session)
+        return self.chat_outputs(session)
+
+    def _save(self, session: Session) -> None:
+        if session.owner is None:
+            return
+        chat = session_chat(session)
+        digest = _digest(chat)
+        if not chat.turns or digest == session.saved:
+            return
+        try:
+            removed = self.chats.save(session.owner, chat)
+        except ChatStoreError as exc:
+            session.note = str(exc)
+            return
+        session.chat_id, session.created, session.saved = chat.id, chat.created, digest
+        session.note = ""
+        if removed:
+            session.note = f"Saved; the oldest chat was removed to stay within the limit: {'; '.join(removed)}."
+
+    def on_pick_chat(self, session: Session, evt: gr.SelectData):
+        return self.on_open_chat(evt.value, session)
+
+    def on_chat_list_change(self, chat_id, session: Session):
+        """The list's value changed: the app showing which chat is open (it names that chat, or "new"), or a pick
+        with the keyboard. Only the latter opens a chat, and not while an answer is being written (Stop first)."""
+        busy = any(t.kind == "pending" for t in session.turns)
+        if busy or not chat_id or chat_id in (NEW_CHAT[1], session.chat_id):
+            return (gr.skip(),) * 5
+        return self.on_open_chat(chat_id, session)
+
+    def on_open_chat(self, chat_id, session: Session):
+        """Reopen a saved chat of this browser (or user) from the list."""
+        if not chat_id or chat_id == NEW_CHAT[1] or session.owner is None or chat_id == session.chat_id:
+            return self._with_sources(session)
+        self._save(session)  # nothing of the chat being left is lost (a stopped turn, say)
+        try:
+            chat = self.chats.load(session.owner, str(chat_id))
+        except ChatStoreError as exc:
+            session.note = str(exc)
+            return self._with_sources(session)
+        return self._with_sources(reopen(new_session(session.owner), chat))
+
+    def on_delete_chat(self, session: Session):
+        """Delete the chat shown (its file too) and start a new one."""
+        note = ""
+        if session.owner is not None and session.chat_id is not None:
+            try:
+                self.chats.delete(session.owner, session.chat_id)
+            except ChatStoreError as exc:
+                note = str(exc)
+        fresh = new_session(session.owner)
+        fresh.note = note
+        return self._with_sources(fresh)
+
+    def chat_outputs(self, session: Session) -> tuple:
+        """The list of chats (the one shown selected), the note under it, Delete chat, and the four downloads."""
+        choices: list[tuple[str, str]] = []
+        if session.owner is not None:
+            try:
+                choices = [(c.label(), c.id) for c in self.chats.list(session.owner)]
+            except ChatStoreError as exc:
+                session.note = session.note or str(exc)
+        if not any(v == session.chat_id for _, v in choices):  # a chat not saved yet heads the list, selected
+            label, value = NEW_CHAT
+            choices.insert(0, (f"{label} · {len(choices)} saved" if choices else label, value))
+        shown = session.chat_id if any(v == session.chat_id for _, v in choices) else NEW_CHAT[1]
+        chats = gr.update(choices=choices, value=shown)
+        note = f"⚠ {render.esc(session.note)}" if session.note else ""
+        deletable = gr.update(interactive=session.chat_id is not None and shown == session.chat_id)
+        return (chats, note, deletable, *self.downloads(session))
+
+    def downloads(self, session: Session) -> tuple:
+        """Answer as Markdown, answer as BibTeX, chat as Markdown, chat as BibTeX: files, or disabled buttons."""
+        papers = self.backend.retriever.papers if self.backend.store_ready else {}
+        turns = session.turns
+        shown = session.shown
+        if shown is None or shown >= len(turns) or turns[shown].kind != "answer":
+            shown = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].kind == "answer"), None)
+        files: list[str | None] = [None, None]
+        if shown is not None:
+            answer = turns[shown].answer
+            stem = f"answer-{shown + 1}-{export.file_stem(answer.question)}"
+            files = [
+                self._export_file(f"{stem}.md", export.answer_markdown(answer, papers)),
+                self._export_file(f"{stem}.bib", export.answer_bibtex(answer, papers)),
+            ]
+        chat = session_chat(session)
+        if chat.turns:
+            stem = f"chat-{export.file_stem(chat.turns[0].question)}"
+            files += [
+                self._export_file(f"{stem}.md", export.chat_markdown(chat, papers)),
+                self._export_file(f"{stem}.bib", export.chat_bibtex(chat, papers)),
+            ]
+        else:
+            files += [None, None]
+        return tuple(gr.update(value=f, interactive=f is not None) for f in files)
+
+    def _export_file(self, name: str, text: str) -> str:
+        """The text as a file to download, named ``name``: one folder per content, so that tabs never overwrite each
+        other's file and an unchanged export is not written again."""
+        data = text.encode("utf-8")
+        folder = Path(self._exports.name) / hashlib.sha256(data).hexdigest()[:24]
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return str(path)
 
     def on_stop(self, session: Session):
         for turn in session.turns:
@@ -650,6 +842,10 @@ def create_app(
         title="Paper assistant", analytics_enabled=False, fill_width=True, delete_cache=(3600, 86400)
     ) as demo:
         session = gr.State(new_session())
+        # this browser's id, kept in its localStorage. BrowserState encrypts the value with a secret it sends to the
+        # page, so the secret protects nothing; a fixed one (instead of Gradio's random one per start) lets a
+        # restarted app read the ids browsers kept, which is what makes chats survive a restart
+        browser = gr.BrowserState(None, storage_key="paper-assistant-browser", secret="paper-assistant-browser-id")
         facets_loaded = gr.State(False)
         selected_paper = gr.State(None)
         timer = gr.Timer(1.5)
@@ -684,11 +880,26 @@ def create_app(
                     has_code = gr.Checkbox(False, label="Has code", scale=1)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=6, min_width=440):
+                        with gr.Row(equal_height=True, elem_id="chats-row"):
+                            chat_list = gr.Dropdown(
+                                [NEW_CHAT],
+                                value=NEW_CHAT[1],
+                                label="Saved chats",
+                                show_label=False,
+                                container=False,
+                                scale=6,
+                                elem_id="chat-list",
+                            )
+                            small = dict(size="sm", scale=0, interactive=False)
+                            delete_chat = gr.Button("Delete chat", min_width=100, elem_id="delete-chat", **small)
+                            chat_md = gr.DownloadButton("Chat ⬇ Markdown", min_width=140, elem_id="chat-md", **small)
+                            chat_bib = gr.DownloadButton("Chat ⬇ BibTeX", min_width=120, elem_id="chat-bib", **small)
+                        chats_note = gr.Markdown("", elem_id="chats-note")
                         chatbot = gr.Chatbot(
                             elem_id="chat",
                             label="Chat",
                             show_label=False,
-                            height="calc(100vh - 390px)",
+                            height="calc(100vh - 460px)",
                             min_height=360,
                             layout="bubble",
                             feedback_options=None,
@@ -730,6 +941,13 @@ def create_app(
                             elem_id="which",
                             visible=False,
                         )
+                        with gr.Row(equal_height=True, elem_id="answer-downloads"):
+                            answer_md = gr.DownloadButton(
+                                "Answer ⬇ Markdown", interactive=False, size="sm", elem_id="answer-md"
+                            )
+                            answer_bib = gr.DownloadButton(
+                                "Answer ⬇ BibTeX", interactive=False, size="sm", elem_id="answer-bib"
+                            )
                         sources = gr.HTML(render.EMPTY_SOURCES, elem_id="sources")
                         with gr.Accordion("Answer details (JSON: contexts, scores, timings, repairs)", open=False):
                             answer_json = gr.JSON(label="answer", show_label=False)
@@ -867,11 +1085,24 @@ def create_app(
         ]
         answer_out = [chatbot, session, sources, which, answer_json]
         answer_kw = dict(concurrency_limit=slots, concurrency_id="llm", show_progress_on=[chatbot])
+        # after every change of the chat shown: save it, refresh the list of chats and the downloads
+        chats_out = [chat_list, chats_note, delete_chat, answer_md, answer_bib, chat_md, chat_bib]
+        persist = dict(fn=ui.on_persist, inputs=[session], outputs=chats_out, api_visibility="private")
+        persist_kw = dict(show_progress="hidden", concurrency_limit=None)
+        demo.load(
+            ui.on_open_page,
+            [browser, session],
+            [browser, *answer_out, *chats_out],
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
         submit_events = []
         for trigger in (question.submit, send.click):
             ev = trigger(
                 ui.on_submit, [question, session], [chatbot, session, question], queue=False, api_visibility="private"
             ).success(ui.on_answer, [session, *filters_in], answer_out, api_visibility="private", **answer_kw)
+            ev.then(**persist, **persist_kw)
             submit_events.append(ev)
         ask_event = gr.Button(visible=False).click(
             ui.on_ask_api,
@@ -885,15 +1116,38 @@ def create_app(
         retry_event = chatbot.retry(ui.on_retry, [session], [chatbot, session], api_visibility="private").success(
             ui.on_answer, [session, *filters_in], answer_out, api_visibility="private", **answer_kw
         )
+        retry_event.then(**persist, **persist_kw)
         running = [*submit_events, ask_event, retry_event]
-        stop.click(ui.on_stop, [session], [chatbot, session], cancels=running, api_visibility="private", queue=False)
+        stop.click(
+            ui.on_stop, [session], [chatbot, session], cancels=running, api_visibility="private", queue=False
+        ).then(**persist, **persist_kw)
         new_chat_out = [chatbot, session, sources, which, answer_json, question]
-        new_chat.click(ui.on_new_chat, [session], new_chat_out, cancels=running, api_name="new_chat", queue=False)
-        chatbot.clear(ui.on_new_chat, [session], new_chat_out, cancels=running, api_visibility="private")
+        new_chat.click(ui.on_new_chat, [session], new_chat_out, cancels=running, api_name="new_chat", queue=False).then(
+            **persist, **persist_kw
+        )
+        chatbot.clear(ui.on_new_chat, [session], new_chat_out, cancels=running, api_visibility="private").then(
+            **persist, **persist_kw
+        )
+        # A chat is opened on .select (a pick with the mouse; it stops an answer being written), and on .change
+        # for a pick with the keyboard, which selects nothing. Never on .input: the dropdown fires that on every
+        # blur as well, and a blur just before New chat reopened the chat being left.
+        chat_list.select(
+            ui.on_pick_chat, [session], answer_out, cancels=running, api_visibility="private", queue=False
+        ).then(**persist, **persist_kw)
+        chat_list.change(
+            ui.on_chat_list_change, [chat_list, session], answer_out, api_visibility="private", queue=False
+        ).then(**persist, **persist_kw)
+        delete_chat.click(
+            ui.on_delete_chat, [session], answer_out, cancels=running, api_visibility="private", queue=False
+        ).then(**persist, **persist_kw)
 
         show_out = [sources, which, answer_json, session]
-        which.input(ui.on_show_answer, [which, session], show_out, api_visibility="private", queue=False)
-        cite_go.click(ui.on_show_answer, [cite_target, session], show_out, api_visibility="private", queue=False)
+        which.input(ui.on_show_answer, [which, session], show_out, api_visibility="private", queue=False).then(
+            **persist, **persist_kw
+        )
+        cite_go.click(ui.on_show_answer, [cite_target, session], show_out, api_visibility="private", queue=False).then(
+            **persist, **persist_kw
+        )
 
         corpus_in = [corpus_search, corpus_cat, corpus_year, corpus_code]
         for trigger in (corpus_search.submit, corpus_search.change, corpus_cat.change, corpus_year.change):

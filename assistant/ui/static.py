@@ -32,6 +32,9 @@ a.cite, #chat a.cite { display: inline-block; min-width: 1.25em; padding: 0 0.38
   border: 1px solid #93c5fd; }
 a.cite:hover { background: #1d4ed8; color: #fff !important; }
 #chat table { font-size: 0.86rem; }
+#chats-row { gap: 8px; align-items: center; }
+#chats-note { font-size: 0.8rem; color: #92400e; min-height: 0; }
+#answer-downloads { gap: 8px; }
 
 /* sources panel */
 #sources { max-height: calc(100vh - 270px); min-height: 420px; overflow-y: auto; padding-right: 4px;
