@@ -192,6 +192,7 @@ class Answer(BaseModel):
             "role": "assistant",
             "content": self.text,
             "papers": list(dict.fromkeys(c.paper_id for c in self.citations)),
+            "refused": self.refused,
         }
 
 
@@ -264,6 +265,7 @@ class Assistant:
         """The plan for a question (follow-ups rewritten, filters read, comparison targets found)."""
         question = self._validate(question)
         history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
+        history = without_refused(history)
         try:
             propose = self.propose_plan if self.settings.llm.planner == "model" else None
             return plan_question(question, history, self.retriever, filters, rewrite=self.rewrite, propose=propose)
@@ -882,6 +884,19 @@ def _with_findings(evidence: Evidence, findings: Findings) -> Evidence:
                 )
         src.sentences.sort(key=lambda s: s.index)
     return evidence
+
+
+def without_refused(history: list[dict]) -> list[dict]:
+    """The conversation without its refused exchanges: a refused question ("What is FooBarNet?") and its refusal
+    discussed nothing, so they give a follow-up no referent (recorded by `Answer.as_message`)."""
+    out: list[dict] = []
+    for m in history:
+        if m["role"] == "assistant" and m.get("refused"):
+            if out and out[-1]["role"] == "user":
+                out.pop()
+            continue
+        out.append(m)
+    return out
 
 
 def _named_summary(text: str, paper: Paper) -> str:

@@ -206,7 +206,8 @@ def render_list(findings: Findings, papers: dict[str, Paper]) -> str:
         title = paper.title if paper is not None else row.label
         name = f"{row.label}: " if row.label and row.label.casefold() not in title.casefold() else ""
         cell = row.cells[0] if row.cells else Cell(aspect="")
-        lines.append(f"- {name}{display(title)} — “{cell.text}” [{row.n}]")
+        when = f" ({paper.year})" if paper is not None and paper.year else ""
+        lines.append(f"- {name}{display(title)}{when} — “{cell.text}” [{row.n}]")
     if findings.more:
         lines.append(findings.more)
     return "\n".join(lines)

@@ -342,7 +342,7 @@ _ORDINAL = re.compile(
 _ORDINALS = {"first": 0, "former": 0, "second": 1, "third": 2, "fourth": 3, "last": -1, "latter": -1}
 _CHOICE = re.compile(r"\bwhich (?:one|of (?:the|these|those|them)(?: two| three| papers| methods)?)\b", re.I)
 _ANOTHER = re.compile(
-    r"\b(?:another|(?:any|some)\s+other|other|a different|different)\s+"
+    r"\b(?:another|(?:any|some)\s+other|other|a different|different)\s+(?:[\w-]+\s+){0,2}?"
     r"(?:paper|papers|work|works|study|studies|method|methods|approach|approaches|model|models|one)\b"
     r"|\b(?:anything|something|anyone) else\b",
     re.I,
@@ -437,19 +437,35 @@ def pick_referent(question: str, mentions: list[Mention], retriever: Retriever) 
     return pid, question, ""
 
 
+def _names_its_subject(question: str, index: NameIndex) -> bool:
+    """A short question that names a paper's own method and refers to nothing ("What is DoViT?") stands alone."""
+    if _refers_back(question):
+        return False
+    return any(index.owners(n) for n in index.names_in(question) if not index.is_record_field(n))
+
+
+def _refers_back(question: str) -> bool:
+    """Words that point into the conversation: a pronoun, "the method", "the same group", "its successor", an
+    ordinal, a choice, "another paper"."""
+    return bool(
+        PRONOUN.search(question)
+        or _GROUP.search(question)
+        or _FIRST.search(question)
+        or _SUCCESSOR.search(question)
+        or has_reference(question)
+        or _ORDINAL.search(question)
+        or _CHOICE.search(question)
+        or _ANOTHER.search(question)
+    )
+
+
 def has_reference(question: str) -> bool:
     return _REFERENCE.search(question) is not None
 
 
 def looks_like_followup(question: str) -> bool:
     """A question that refers back ("it", "they", "the agent", "this method") or is too short to stand alone."""
-    return (
-        bool(PRONOUN.search(question) or _GROUP.search(question) or _FIRST.search(question))
-        or _SUCCESSOR.search(question) is not None
-        or has_reference(question)
-        or bool(_ORDINAL.search(question) or _CHOICE.search(question) or _ANOTHER.search(question))
-        or len(question.split()) <= 5
-    )
+    return _refers_back(question) or len(question.split()) <= 5
 
 
 _LISTING = re.compile(
@@ -600,7 +616,7 @@ def _rules_plan(
     named_later = False
     exclude: list[str] = []
     focus: list[str] = []
-    if history and looks_like_followup(question):
+    if history and looks_like_followup(question) and not _names_its_subject(question, index):
         mentions_ = conversation_papers(history, papers, index)
         picked, query, said = pick_referent(question, mentions_, retriever)
         if said:
@@ -882,14 +898,21 @@ def question_aspects(question: str, targets: list[str]) -> list[str]:
         sentences[-1] if sentences else question,
     )
     target_words = {w.casefold() for t in targets for w in re.findall(r"[\w-]+", t)}
-    parts = re.split(r",\s*(?:and\s+)?|\s+and\s+|\s*;\s*", asking)
+    # split at commas and semicolons, and at "and" between phrases — not inside one ("local and global features")
+    parts = []
+    for piece in re.split(r",\s*(?:and\s+)?|\s*;\s*", asking):
+        halves = re.split(r"\s+and\s+", piece)
+        # "local and global features", "spatial and temporal cues": modifiers of one noun, one aspect
+        last = halves[0].split()[-1] if len(halves) == 2 and halves[0].split() else ""
+        modifier = re.search(r"(?:al|ic|ive|ous|ar)$", last.casefold()) is not None
+        parts += halves if len(halves) > 1 and not modifier else [piece]
     out = []
     for part in parts:
         words = [w.rstrip(".") for w in re.findall(r"[A-Za-z0-9][\w.%-]*", part)]
         kept = [w for w in words if w.casefold() not in _ASK_WORDS and w.casefold() not in target_words]
         while kept and kept[-1].casefold() in {"do", "does", "differ", "compare", "go", "get", "work"}:
             kept.pop()
-        if kept and any(len(w) > 2 for w in kept):
+        if kept and any(len(w) > 3 for w in kept):
             words = {w.casefold() for w in kept}
             # "what problem does each address", "what does each propose", "what results": the standard columns
             canonical = next((name for name, vocab in _STANDARD_ASPECTS.items() if words <= vocab), None)

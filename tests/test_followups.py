@@ -106,3 +106,19 @@ def test_no_successor_in_the_corpus_is_said(assistant):
     history = chat("What is Kangaroo?", "Kangaroo is a self-speculative decoding method with double early exiting.")
     plan = assistant.plan("Has its successor improved the speedup?", history)
     assert any("no later paper in the corpus" in w for w in plan.why)
+
+
+def test_a_refused_turn_gives_no_referent(assistant):
+    """After "What is FooBarNet?" (refused), "What is DoViT?" is about DoViT alone (issue 23, item 7)."""
+    from assistant.answer import without_refused
+
+    history = [
+        {"role": "user", "content": "What is FooBarNet?"},
+        {"role": "assistant", "content": "No paper in the corpus mentions FooBarNet.", "papers": [], "refused": True},
+    ]
+    assert without_refused(history) == []
+    plan = assistant.plan("What is DoViT?", history)
+    assert plan.query == "What is DoViT?" and not plan.followup
+    # even pasted without the refusal flag: a question that names its own subject stands alone
+    plan = assistant.plan("What is DoViT?", [{**m, "refused": False} for m in history])
+    assert "FooBarNet" not in plan.query

@@ -142,6 +142,7 @@ def must_include(text: str, needles: Sequence[str]) -> tuple[float | None, list[
 
 
 _SENT_END = re.compile(r"[.!?](?:\s*\[\d[\d,; ]*\])*\s+")
+_EMPTY_CELLS = {"not stated in the abstract", "–", "-", "not found in the corpus"}  # table cells that claim nothing
 _TABLE_SEPARATOR = re.compile(r"^\|?[\s:|-]+\|?$")
 
 
@@ -163,7 +164,14 @@ def answer_units(text: str) -> list[str]:
             following = lines[i + 1].strip() if i + 1 < len(lines) else ""
             if following.startswith("|") and _TABLE_SEPARATOR.match(following) and "-" in following:
                 continue  # header row
-            units.append(stripped)
+            # a cell that says the abstract states nothing on an aspect claims nothing: the row's other cells do
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            kept = [c for c in cells if MARKER.sub("", c).strip() not in _EMPTY_CELLS]
+            markers = MARKER.findall(stripped)
+            row = "| " + " | ".join(kept) + " |"
+            if len(kept) > 1:  # the label and at least one cell that says something
+                units.append(row if not markers or f"[{markers[-1]}]" in kept[-1] else row[:-1] + f"[{markers[-1]}] |")
+            continue
         elif stripped.startswith(("-", "*", ">")) or re.match(r"^\d+\.", stripped):
             units.append(stripped)
         else:
