@@ -40,7 +40,7 @@ from .compose import (
     source_details,
 )
 from .config import Settings
-from .evidence import Evidence, EvidenceSelector, Sentence, usable_sentences
+from .evidence import Evidence, EvidenceSelector, Sentence, record_facts, usable_sentences
 from .filters import Filters
 from .judge import Verdict, check_reply, judge_question
 from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError, one_line
@@ -919,3 +919,9 @@ def source_text(src) -> SourceText:
     (a claim about a paper's date or category is supported by the record)."""
     header = f"{src.title} ({author_list(src.authors, src.authors_truncated)}, {src.year or 'n.d.'}; {src.facts})"
     return SourceText(src.n, src.paper_id, " ".join(x.text for x in src.sentences), header)
+
+
+def record_header(paper: Paper) -> str:
+    """A paper's title with its record fields, as `source_text` gives them to the checks."""
+    authors = author_list(paper.authors, paper.authors_truncated)
+    return f"{paper.title} ({authors}, {paper.year or 'n.d.'}; {record_facts(paper)})"

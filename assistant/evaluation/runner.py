@@ -34,7 +34,7 @@ from platformdirs import user_data_dir
 from rich.markup import escape
 from rich.text import Text
 
-from assistant.answer import BROKEN, QuestionError
+from assistant.answer import BROKEN, QuestionError, record_header
 from assistant.cite import MARKER, SourceText
 from assistant.config import REPO_ROOT, get_settings
 from assistant.llm import LLM, LLMError, safe_url
@@ -329,8 +329,15 @@ def _score_retrieval(
 
 def _check_answer(answer, papers: dict, checker: M.SupportChecker, judge: LLMJudge | None) -> list[M.SentenceCheck]:
     """Check every claim of the answer against the abstracts of the sources it cites."""
+    # each source as the pipeline's own check sees it: the abstract, and the title with the record's fields (a
+    # claim about a paper's year or category is supported by its record)
     sources = {
-        c.n: SourceText(c.n, c.paper_id, papers[c.paper_id].abstract if c.paper_id in papers else c.text, c.title)
+        c.n: SourceText(
+            c.n,
+            c.paper_id,
+            papers[c.paper_id].abstract if c.paper_id in papers else c.text,
+            record_header(papers[c.paper_id]) if c.paper_id in papers else c.title,
+        )
         for c in answer.contexts
     }
     checks = []
