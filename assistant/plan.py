@@ -616,6 +616,7 @@ def _rules_plan(
     named_later = False
     exclude: list[str] = []
     focus: list[str] = []
+    earlier_paper = ""  # a successor was found: the paper it continues
     if history and looks_like_followup(question) and not _names_its_subject(question, index):
         mentions_ = conversation_papers(history, papers, index)
         picked, query, said = pick_referent(question, mentions_, retriever)
@@ -638,6 +639,7 @@ def _rules_plan(
                 why.append(said)
                 named_later = True  # "its successor" now reads "LLaVA-UHD v2" (or "a successor of Kangaroo")
             if later:
+                earlier_paper = discussed[0]
                 discussed = [*discussed, later]
                 focus = [later]  # "its successor": the later paper is what the question is about
             query, group, said = author_reference(query, papers[discussed[0]])
@@ -712,7 +714,7 @@ def _rules_plan(
     elif asks_about_matches(query, applied):
         every = True
         why.append("asks about every paper the filters admit")
-    elif asks_for_papers(query) and not _names_a_paper(names, index, query) and not focus:
+    elif asks_for_papers(query) and not _names_a_paper(names, index, query) and not focus and not exclude:
         kind = "survey"
         topic = topic_phrase(query)
         term = _listed_term(query, names, index, stated, topic)
@@ -727,6 +729,8 @@ def _rules_plan(
         why.append(f"asks for a summary in at most {length or SUMMARY_SENTENCES} sentences")
     if names:
         why.append("names asked about: " + ", ".join(names))
+    if earlier_paper and kind != "comparison":  # asked about the later paper, not about the pair
+        exclude = [*exclude, earlier_paper]
     return Plan(
         question=question_as_typed,
         kind=kind,
