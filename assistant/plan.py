@@ -348,6 +348,7 @@ _ANOTHER = re.compile(
     re.I,
 )
 RECENT = 0.15  # fit bonus of a paper the latest answer discussed: "it" most often means the latest one
+ASKED = 0.25  # fit bonus of a paper the user's latest question named
 
 
 class Mention(BaseModel):
@@ -400,13 +401,16 @@ def _mention_name(mentions: list[Mention], paper_id: str, papers: dict) -> str:
     return names[0] if names else paper_name(papers[paper_id])
 
 
-def pick_referent(question: str, mentions: list[Mention], retriever: Retriever) -> tuple[str, str, str]:
+def pick_referent(
+    question: str, mentions: list[Mention], retriever: Retriever, history_roles: dict[int, str] | None = None
+) -> tuple[str, str, str]:
     """(the paper a follow-up means, the question with an ordinal or choice naming it, why) — by syntax where the
     question says so (an ordinal picks by order of mention; "another paper" excludes the discussed ones), else by
     scoring: every discussed paper against the question (`coverage.paper_fit`, the one scorer), the latest
     answer's papers a little ahead. ("", question, "") when nothing was discussed."""
     if not mentions:
         return "", question, ""
+    history_roles = history_roles or {}
     papers = retriever.papers
     if m := _ANOTHER.search(question):
         names = ", ".join(dict.fromkeys(_mention_name(mentions, x.paper_id, papers) for x in mentions))
@@ -427,6 +431,11 @@ def pick_referent(question: str, mentions: list[Mention], retriever: Retriever) 
     fit = paper_fit(retriever, words, pool)
     for pid in latest:
         fit[pid] = fit.get(pid, 0.0) + RECENT
+    # the paper the user last asked about by name is what "it" most likely means (an answer may cite others too)
+    user_turns = [x.turn for x in mentions if history_roles.get(x.turn) == "user"]
+    if user_turns:
+        for pid in {x.paper_id for x in mentions if x.turn == max(user_turns)}:
+            fit[pid] = fit.get(pid, 0.0) + ASKED
     pid = max(pool, key=lambda p: fit.get(p, 0.0))
     name = _mention_name(mentions, pid, papers)
     if choice:
@@ -619,7 +628,8 @@ def _rules_plan(
     earlier_paper = ""  # a successor was found: the paper it continues
     if history and looks_like_followup(question) and not _names_its_subject(question, index):
         mentions_ = conversation_papers(history, papers, index)
-        picked, query, said = pick_referent(question, mentions_, retriever)
+        roles = {i: m["role"] for i, m in enumerate(history)}
+        picked, query, said = pick_referent(question, mentions_, retriever, roles)
         if said:
             why.append(said)
         if picked == EXCLUDE:
