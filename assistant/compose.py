@@ -40,9 +40,22 @@ def display(text: str, words: int | None = None) -> str:
 _CLAUSE_SPLIT = re.compile(r";\s+|,\s+(?=(?:while|whereas|which|but|and then|thereby|so that)\b)|:\s+(?=[a-z])")
 
 
+# a cell reads on its own: the connective that tied the sentence to the one before it goes ("However, we find …")
+_LEAD = re.compile(
+    r"^(?:however|moreover|furthermore|additionally|in addition|therefore|thus|hence|besides|specifically|"
+    r"in particular|consequently|to this end|in this (?:paper|work|study)|here|finally|meanwhile),\s+",
+    re.I,
+)
+
+
 def clause_for(sentence: str, words: set[str]) -> str:
     """The clause of a sentence that holds most of ``words`` (the aspect asked about): a long sentence is cut at
-    ";", ", while", ", which" …; a short one (or one without such a break) stays whole."""
+    ";", ", while", ", which" …; a short one (or one without such a break) stays whole. A leading connective
+    ("However,", "To this end,") is dropped."""
+    return _standalone(_clause(sentence, words))
+
+
+def _clause(sentence: str, words: set[str]) -> str:
     if len(sentence.split()) <= 30:
         return sentence
     parts = [p for p in _CLAUSE_SPLIT.split(sentence) if len(p.split()) >= 4]
@@ -51,6 +64,11 @@ def clause_for(sentence: str, words: set[str]) -> str:
     scored = [(len(words & _stems(p)), -i, p) for i, p in enumerate(parts)]
     best = max(scored)
     return best[2] if best[0] > 0 else sentence
+
+
+def _standalone(clause: str) -> str:
+    trimmed = _LEAD.sub("", clause.strip())
+    return trimmed[:1].upper() + trimmed[1:] if trimmed else clause
 
 
 def _stems(text: str) -> set[str]:
@@ -179,7 +197,7 @@ def aspect_cells(
         if i is None:
             cells.append(Cell(aspect=aspect))
             continue
-        shown = sents[i] if aspect in DEFAULT_ASPECTS else clause_for(sents[i], _stems(aspect))
+        shown = _standalone(sents[i]) if aspect in DEFAULT_ASPECTS else clause_for(sents[i], _stems(aspect))
         cells.append(Cell(aspect=aspect, index=i, text=display(shown, CELL_WORDS)))
     return cells
 

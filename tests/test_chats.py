@@ -67,7 +67,7 @@ def test_a_chat_round_trips_with_what_the_follow_up_planner_needs(tmp_path):
     # turn and the failed answer are left out, as in the live chat
     assert back.history() == [
         {"role": "user", "content": first.question},
-        {"role": "assistant", "content": first.text, "papers": ["dovit", "vit"]},
+        {"role": "assistant", "content": first.text, "papers": ["dovit", "vit"], "refused": False},
     ]
     [summary] = store.list(ALICE)
     assert (summary.id, summary.questions, summary.title) == (chat.id, 4, first.question)

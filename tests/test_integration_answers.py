@@ -41,7 +41,10 @@ def test_comparison_cites_both_papers(real):
     a = real.ask("Compare Gold-YOLO and DAMO-YOLO")
     cited = [c.title for c in a.citations]
     assert GOLD in cited and DAMO in cited
-    assert a.text.startswith("| Method | Proposes | On the question | Reported results |")
+    # a question that names no aspect gets problem / approach / result columns, one row per paper
+    header, rule, *rows = a.text.split("\n\n")[0].splitlines()
+    assert header == "| Method | Problem | Approach | Result |" and rule == "|---|---|---|---|"
+    assert [r.split("|")[1].strip().split(" [")[0] for r in rows] == ["Gold-YOLO", "DAMO-YOLO"]
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,12 @@ def test_default_columns_are_problem_approach_result():
     assert [c.index for c in cells] == [0, 1, 4]
 
 
+def test_a_cell_drops_the_connective_that_tied_it_to_the_sentence_before():
+    sents = ["Detectors are slow.", "However, we find previous necks still lose information.", "FooNet fuses it."]
+    cells = aspect_cells(sents, dict.fromkeys(("Problem", "Approach"), [0.0] * 3), "FooNet", [0.0] * 3)
+    assert cells[0].text == "We find previous necks still lose information."
+
+
 @pytest.mark.parametrize(
     ("question", "aspects"),
     [
