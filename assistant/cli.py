@@ -168,7 +168,7 @@ def ingest(
             for f in given:  # kept so that `ingest --rebuild` can read them again
                 r = by_file.get(f)
                 if r is not None and (r.papers or r.orphan_abstracts) and seeds not in Path(f).resolve().parents:
-                    store.keep_added(Path(f), f)
+                    store.keep_added(Path(f), f, data=r.content)  # a pipe's bytes: it cannot be read again
             report = store.ingest(
                 corpus.papers + salvaged,
                 progress=not quiet,

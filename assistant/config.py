@@ -135,6 +135,11 @@ class IngestSettings(BaseModel):
     max_abstract_chars: int = Field(
         5_000, ge=100, description="Longest abstract kept, in characters (arXiv caps abstracts at 1,920)."
     )
+    pipe_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a pipe given to ingest (a FIFO, `<(...)`) may send nothing before it is refused.",
+    )
 
 
 class RetrievalSettings(BaseModel):

@@ -977,11 +977,15 @@ class PaperStore:
         log.warning("%s", self.recovered)
 
     # -- the user's added files (kept so that `ingest --rebuild` can read them again) ------------------------------
-    def keep_added(self, path: Path, name: str) -> None:
-        """Keep a copy of a corpus file the user added (``added/`` in the data folder), once per content."""
+    def keep_added(self, path: Path, name: str, data: bytes | None = None) -> None:
+        """Keep a copy of a corpus file the user added (``added/`` in the data folder), once per content.
+
+        ``data``: the bytes already read from a source that cannot be read again (a pipe: ``ParseResult.content``)."""
         self._require_writable()
         folder = self.settings.data_dir / ADDED
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if data is None:
+            data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         manifest = folder / "manifest.jsonl"
         known = {row["sha256"] for row in _read_manifest(manifest)}
         if digest in known:
@@ -991,7 +995,7 @@ class PaperStore:
         try:
             folder.mkdir(exist_ok=True)
             tmp = copy.with_name(copy.name + ".tmp")
-            shutil.copyfile(path, tmp)
+            tmp.write_bytes(data)
             os.replace(tmp, copy)
             with manifest.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"copy": copy.name, "name": name, "sha256": digest, "added": time.time()}) + "\n")
