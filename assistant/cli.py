@@ -54,10 +54,13 @@ def _faults(settings: Settings):
 
 def _check_before_starting(settings: Settings) -> None:
     """A damaged or empty local store is reported before the embedder and the LLM are started."""
-    from .store import check_store_files, damaged_message
+    from .store import check_store_files, damaged_message, folder_holder, locked_message
 
     if settings.store.chroma_url:
         return
+    holder = folder_holder(settings.data_dir)
+    if holder is not None:  # its files are being written: they prove nothing yet (and a rebuild would lose them)
+        raise _fail(locked_message(settings.data_dir, holder))
     files = check_store_files(settings.data_dir, settings.store.collection)
     if files.problems:
         raise _fail(damaged_message(settings.data_dir, files.problems))
@@ -342,6 +345,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     cannot run (see `answer.BROKEN`) ends the command with one line and exit code 1."""
     from .answer import BROKEN, QuestionError
     from .llm_errors import one_line
+    from .store import StoreError
 
     answer = None
     streamed = ""
@@ -360,8 +364,11 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
                 out.print(event.data, end="", highlight=False, markup=False, soft_wrap=True)
             else:
                 answer = event.data
-    except QuestionError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    except (QuestionError, StoreError) as exc:  # a bad question; the store's server stopped answering mid-question
+        if streamed:
+            out.print()
+        console.print("[bold red]error:[/] ", end="", highlight=False)
+        console.print(str(exc), highlight=False, markup=False)
         return None
     except BROKEN as exc:
         out.print()
@@ -438,6 +445,7 @@ def ask(
     Filters given here are added to those the question states ("papers from March 2024 by Yang Yue")."""
     from .answer import BROKEN, QuestionError, validate_question
     from .llm_errors import one_line
+    from .store import StoreError
 
     settings = get_settings()
     filters = _filters_from_options(
@@ -463,7 +471,7 @@ def ask(
         if as_json:
             try:
                 answer = assistant.ask(question, filters=filters, top_k=top_k)
-            except QuestionError as exc:
+            except (QuestionError, StoreError) as exc:
                 raise _fail(str(exc)) from None
             except BROKEN as exc:
                 raise _fail(one_line(exc)) from None
