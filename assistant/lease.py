@@ -105,11 +105,32 @@ def here(holder: dict) -> bool:
     return bool(me["boot"] and me["pidns"]) and all(holder.get(k) == me[k] for k in ("host", "boot", "pidns"))
 
 
+def _running(pid: int, pstart: str | None) -> bool:
+    """Whether the process that took a lease still runs: its pid runs, is no zombie, and started when it did."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # /proc may hide other users' processes (hidepid): ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # another user's process: its start time cannot be checked, so it is taken as alive
+        return True
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20:
+        return True  # an unknown format: no proof that it has ended
+    return fields[0] not in ("Z", "X") and fields[19] == pstart
+
+
 def judge(holder: dict, timeout_s: float, now: float | None = None) -> tuple[bool, str]:
     """(alive, how we know) for a lease holder; alive unless there is proof it is gone (see the module docstring)."""
     if here(holder):
-        start = process_start(int(holder.get("pid", 0)))
-        if start is not None and start == holder.get("pstart"):
+        pid = int(holder.get("pid") or 0)
+        if pid > 0 and _running(pid, holder.get("pstart")):
             return True, "its process is running"
         return False, f"its process (pid {holder.get('pid')}) has ended"
     age = (now or time.time()) - float(holder.get("heartbeat", 0))
@@ -174,7 +195,8 @@ class ServerLease:
                     raise LeaseHeld(holder, why)
                 log.info("breaking the lease of %s (%s): %s", holder_name(holder), holder.get("what"), why)
                 # only if it still holds the stale token: a breaker racing us may have taken it already
-                self.col.delete(ids=[LEASE], where={"token": holder["token"]})
+                token = holder.get("token")
+                self.col.delete(ids=[LEASE], where={"token": token}) if token else self.col.delete(ids=[LEASE])
                 broken = holder
                 continue
             self.col.add(ids=[LEASE], embeddings=[_DUMMY], metadatas=[mine])  # ignored if another add came first
