@@ -60,10 +60,13 @@ def _faults(settings: Settings):
 
 def _check_before_starting(settings: Settings) -> None:
     """A damaged or empty local store is reported before the embedder and the LLM are started."""
-    from .store import check_store_files, damaged_message
+    from .store import check_store_files, damaged_message, folder_holder, locked_message
 
     if settings.store.chroma_url:
         return
+    holder = folder_holder(settings.data_dir)
+    if holder is not None:  # its files are being written: they prove nothing yet (and a rebuild would lose them)
+        raise _fail(locked_message(settings.data_dir, holder))
     files = check_store_files(settings.data_dir, settings.store.collection)
     if files.problems:
         raise _fail(damaged_message(settings.data_dir, files.problems))
@@ -181,7 +184,7 @@ def ingest(
             for f in given:  # kept so that `ingest --rebuild` can read them again
                 r = by_file.get(f)
                 if r is not None and (r.papers or r.orphan_abstracts) and seeds not in Path(f).resolve().parents:
-                    store.keep_added(Path(f), f)
+                    store.keep_added(Path(f), f, data=r.content)  # a pipe's bytes: it cannot be read again
             report = store.ingest(
                 corpus.papers + salvaged,
                 progress=not quiet,
@@ -360,6 +363,7 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
     cannot run (see `answer.BROKEN`) ends the command with one line and exit code 1."""
     from .answer import BROKEN, QuestionError
     from .llm_errors import one_line
+    from .store import StoreError
 
     answer = None
     streamed = ""
@@ -378,9 +382,11 @@ def _print_answer_stream(assistant, question: str, history: list[dict] | None, *
                 out.print(event.data, end="", highlight=False, markup=False, soft_wrap=True)
             elif event.kind == "answer":
                 answer = event.data
-            # "findings" (a comparison's table, a survey's rows) arrive as the first token text as well
-    except QuestionError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    except (QuestionError, StoreError) as exc:  # a bad question; the store's server stopped answering mid-question
+        if streamed:
+            out.print()
+        console.print("[bold red]error:[/] ", end="", highlight=False)
+        console.print(str(exc), highlight=False, markup=False)
         return None
     except BROKEN as exc:
         out.print()
@@ -474,6 +480,7 @@ def ask(
     Filters given here are added to those the question states ("papers from March 2024 by Yang Yue")."""
     from .answer import BROKEN, QuestionError, validate_question
     from .llm_errors import one_line
+    from .store import StoreError
 
     settings = get_settings()
     filters = _filters_from_options(
@@ -504,7 +511,7 @@ def ask(
         if fmt is not None:
             try:
                 answer = assistant.ask(question, filters=filters, top_k=top_k)
-            except QuestionError as exc:
+            except (QuestionError, StoreError) as exc:
                 raise _fail(str(exc)) from None
             except BROKEN as exc:
                 raise _fail(one_line(exc)) from None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import types
 import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_data_dir, user_log_dir
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -130,6 +131,12 @@ class StoreSettings(_Group):
         None, description="URL of a Chroma server (`chroma run`); unset: a PersistentClient folder in data_dir."
     )
     collection: str = Field("papers", description="Chroma collection name.")
+    lease_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Chroma server: an ingest on another machine whose lease heartbeat is older than this is taken "
+        "for dead and its unfinished file rolled back (on the same machine, its process is checked instead).",
+    )
 
 
 class ChunkSettings(_Group):
@@ -153,6 +160,11 @@ class IngestSettings(_Group):
     )
     max_abstract_chars: int = Field(
         5_000, ge=100, le=1_000_000, description="Longest abstract kept, in characters (arXiv caps abstracts at 1,920)."
+    )
+    pipe_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a pipe given to ingest (a FIFO, `<(...)`) may send nothing before it is refused.",
     )
 
 
@@ -270,6 +282,33 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        """``<data dir>/logs``; when the data folder cannot be written (a read-only mount, another user's folder),
+        this user's log folder, so that reading commands do not fail for want of a log file."""
+        logs = self.data_dir / "logs"
+        if _can_write(logs):
+            return logs
+        if _can_write(mine := Path(user_log_dir("paper-assistant"))):
+            return mine
+        tmp = Path(tempfile.gettempdir()) / f"paper-assistant-{_uid()}-logs"
+        # in a shared temp folder, only a folder of our own (another user could have made it for us)
+        if _can_write(tmp) and (not tmp.exists() or tmp.stat().st_uid == os.getuid()):
+            return tmp
+        return logs  # nothing writable: starting the server says so
+
+
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether ``folder`` is, or can be created as, a folder this process writes to (EROFS counts as no)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    return False
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

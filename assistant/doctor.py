@@ -16,7 +16,19 @@ import time
 from dataclasses import dataclass
 
 from .config import Settings
-from .store import JOURNAL, REBUILD, MachineFault, PaperStore, StoreError, check_store_files, chunk_texts
+from .store import (
+    JOURNAL,
+    REBUILD,
+    MachineFault,
+    PaperStore,
+    StoreError,
+    StoreLocked,
+    StoreUnreachable,
+    check_store_files,
+    chunk_texts,
+    folder_holder,
+    ingesting,
+)
 
 REPAIR = "assistant doctor --fix"
 SAMPLE = 20  # chunks whose vectors are looked up in the index (spread over the collection)
@@ -134,6 +146,17 @@ def diagnose(settings: Settings, embedder=None) -> list[Check]:
     checks: list[Check] = []
     coll = settings.store.collection
     if not settings.store.chroma_url:
+        # a store another process holds is being written (or read) right now: its files prove nothing, and a
+        # journal there is a live ingest's, not an interrupted one
+        holder = folder_holder(settings.data_dir)
+        if holder is not None:
+            busy = ingesting(holder)
+            detail = (
+                f"an ingest (pid {busy[0]}) is running ({busy[1]}); run `assistant doctor` again when it has finished"
+                if busy
+                else f"the store is in use by {holder}; run `assistant doctor` again once that process has ended"
+            )
+            return [Check("store", False, detail)]
         files = check_store_files(settings.data_dir, coll)
         if files.problems:
             checks.append(Check("store files", False, "; ".join(files.problems), REBUILD))
@@ -167,14 +190,20 @@ def diagnose(settings: Settings, embedder=None) -> list[Check]:
     store.auto_recover = False  # look, do not touch
     try:
         store.open()
-    except MachineFault as exc:  # the message says what to do about the machine; a rebuild would not help
+    except (MachineFault, StoreUnreachable, StoreLocked) as exc:
+        # the machine, a server that does not answer, a live ingest: the message says what to do; a rebuild would
+        # not help (and would drop what the ingest is writing)
         checks.append(Check("open", False, str(exc)))
         return checks
     except StoreError as exc:
         checks.append(Check("open", False, str(exc), REBUILD))
         return checks
+    if store.interrupted:
+        checks.append(Check("interrupted ingest", False, store.interrupted, REPAIR))
     try:
         checks.extend(_chroma_checks(store))
+    except StoreUnreachable as exc:  # the server went away during the checks
+        checks.append(Check("Chroma server", False, str(exc)))
     finally:
         store.close()
     return checks
@@ -186,6 +215,8 @@ def _chroma_checks(store: PaperStore) -> list[Check]:
     try:
         count = store.count_chunks()
         state = store._state()
+    except StoreUnreachable:
+        raise
     except Exception as exc:  # Chroma's errors for a damaged index are plain InternalErrors
         return [Check("Chroma", False, f"cannot read the collection: {type(exc).__name__}: {exc}", REBUILD)]
     ids = {f"{pid}:{i}" for pid, entry in state.items() for i in entry["chunks"]}
@@ -236,6 +267,8 @@ def _query_checks(store: PaperStore, ids: list[str]) -> list[Check]:
     try:
         got = store.collection.get(ids=sample, include=["embeddings", "documents", "metadatas"])
         found = store.collection.query(query_embeddings=got["embeddings"], n_results=1, include=[])
+    except StoreUnreachable:
+        raise
     except Exception as exc:
         return [Check("vector index", False, f"a test query failed: {type(exc).__name__}: {exc}", REBUILD)]
     hits = sum(1 for want, hit in zip(got["ids"], found["ids"], strict=True) if hit and hit[0] == want)

@@ -1,9 +1,10 @@
 """The embedded llama.cpp server: ``python -m llama_cpp.server`` as a managed child process.
 
 ``EmbeddedServer`` listens on 127.0.0.1 only, on a free port, with a random per-run API
-key (so other local users cannot borrow it), logs to ``data_dir/logs/llm-server.log`` and
-is stopped by ``stop()``, at interpreter exit, on SIGTERM/SIGINT, and by the kernel when
-the parent dies abruptly (``PR_SET_PDEATHSIG``). Start-up failures raise one
+key (so other local users cannot borrow it), logs to ``data_dir/logs/llm-server.log`` (the
+user's log folder when the data folder is read-only) and is stopped by ``stop()``, at
+interpreter exit, on SIGTERM/SIGINT, and by the kernel when the parent dies abruptly
+(``PR_SET_PDEATHSIG``). Start-up failures raise one
 ``LLMStartError`` whose message says why and quotes the end of the server log.
 """
 
@@ -176,7 +177,7 @@ class EmbeddedServer:
         return cls(
             model_path,
             alias=llm.model or llm.embedded_model,
-            log_dir=settings.data_dir / "logs",
+            log_dir=settings.logs_dir,  # <data dir>/logs, elsewhere when the data folder is read-only
             n_ctx=llm.context_window,
             threads=llm.threads,
             startup_timeout_s=llm.startup_timeout_s,

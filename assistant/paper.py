@@ -74,7 +74,7 @@ class MergeNote(BaseModel):
 
         fixes = {
             "title": "the other title is kept as an alternative title",
-            "authors": "both author lists are kept",
+            "authors": "both author lists are kept, the first in its order and with its first author",
             "category": "both categories are kept",
         }
         parts = [f"{c} ({fixes.get(c.field, 'the first is kept')})" for c in self.conflicts]
@@ -296,7 +296,12 @@ def _covers(big: list[str], small: list[str]) -> bool:
 
 
 def _unite_authors(a: Paper, b: Paper) -> tuple[list[str], bool, bool]:
-    """(authors, truncated, conflict): a complete list covers a truncated one (``et al.``) that it extends."""
+    """(authors, truncated, conflict) of record ``a`` (stored, or read first) merged with record ``b``.
+
+    ``a`` keeps its order and its first author whatever ``b`` says: a record that only shares a title must not take
+    over authorship. Names only ``b`` gives are added after ``a``'s, so a complete list that continues a truncated
+    one (``A, B et al.`` then ``A, B, C, D``) still reads ``A, B, C, D``. The lists conflict when neither covers the
+    other as its ``et al.`` allows, or when their first authors differ."""
     x, y, xt, yt = a.authors, b.authors, a.authors_truncated, b.authors_truncated
     if not y:
         return list(x), xt, False
@@ -310,10 +315,11 @@ def _unite_authors(a: Paper, b: Paper) -> tuple[list[str], bool, bool]:
         ok = _covers(x, y) or _covers(y, x)
     else:
         ok = _covers(x, y) and _covers(y, x)
-    base, other = (y, x) if (xt and not yt) or (xt == yt and len(y) > len(x)) else (x, y)
-    united = list(base) + [n for n in other if not any(same_person(n, m) for m in base)]
-    # still 'et al.' only when no record gave a complete list
-    return united, xt and yt, not ok
+    ok = ok and same_person(x[0], y[0])
+    united = list(x) + [n for n in y if not any(same_person(n, m) for m in x)]
+    # 'et al.' stays unless a complete list that agrees with the other was given: a conflicting "complete" list
+    # does not prove the merged one complete
+    return united, (xt and yt) if ok else (xt or yt), not ok
 
 
 def _category_key(code: str) -> str:
@@ -420,12 +426,13 @@ class Merged(NamedTuple):
 
 
 def merge_papers(records: Iterable[Paper], matched_by: str = "title or abstract") -> Merged:
-    """Unite records of one paper (in reading order; the first keeps its title and id).
+    """Unite records of one paper (in reading order; the first keeps its title, its id, its author order and its first
+    author: the store merges a new record into the stored paper, so a record cannot take a paper over).
 
-    Authors, categories, affiliations, alternative titles and sources are united; a later copy that continues a
-    truncated abstract replaces it; the first known date, score and arXiv id are kept; code is there if any copy
-    says so. Each record whose title, authors, categories, abstract, year or arXiv id disagree with what came
-    before gives a ``MergeNote``."""
+    Authors (a later record's new names after the first's), categories, affiliations, alternative titles and
+    sources are united; a later copy that continues a truncated abstract replaces it; the first known date, score
+    and arXiv id are kept; code is there if any copy says so. Each record whose title, authors, categories,
+    abstract, year or arXiv id disagree with what came before gives a ``MergeNote``."""
     records = list(records)
     acc = records[0]
     notes: list[MergeNote] = []

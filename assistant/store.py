@@ -17,6 +17,7 @@ commands work, writing ones are refused with a message.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import errno
@@ -25,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -39,6 +41,7 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from .config import Settings
 from .corpus import ParseIssue
 from .embed import Embedder
+from .lease import LeaseHeld, LeaseLost, ServerLease, holder_name, judge, process_start
 from .paper import MergeNote, Paper, PaperIndex, SourceRef, attach_abstract, merge_papers
 from .text import split_sentences
 
@@ -64,6 +67,51 @@ class MachineFault(StoreError):
 
 class StoreDamaged(StoreError):
     """The local store is damaged; the message says what is wrong and to run ``assistant ingest --rebuild``."""
+
+
+class StoreUnreachable(StoreError):
+    """The Chroma server does not answer (down, stopped, wrong URL): nothing about the store itself is known."""
+
+
+def unreachable_message(url: str, exc: BaseException | None = None) -> str:
+    why = ""
+    if exc is not None:  # httpx's own words ("[Errno 111] Connection refused"), chromadb's are a ValueError
+        text = (str(exc).splitlines() or ["no answer"])[0][:200]
+        why = f" ({text})" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {text})"
+    return (
+        f"the Chroma server at {url} is not answering{why}: start it (`chroma run --path FOLDER --host HOST --port "
+        "PORT`) or point ASSISTANT_STORE__CHROMA_URL at one that runs; nothing was changed"
+    )
+
+
+def _transport_error(exc: BaseException) -> bool:
+    """A failure to talk to the server at all (refused, reset, timed out), as opposed to an error it returned."""
+    import httpx
+
+    return isinstance(exc, httpx.TransportError | ConnectionError)
+
+
+class _ServerCollection:
+    """A collection on a Chroma server whose transport errors (the server was stopped or killed, even in the middle
+    of a question) become one `StoreUnreachable` line instead of an httpx traceback."""
+
+    def __init__(self, inner, url: str) -> None:
+        self._inner, self._url = inner, url
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _transport_error(exc):
+                    raise StoreUnreachable(unreachable_message(self._url, exc)) from None
+                raise
+
+        return call
 
 
 @dataclass
@@ -318,6 +366,50 @@ def check_store_files(root: Path, collection: str) -> StoreFiles:
     return out
 
 
+LOCK = "store.lock"
+_HOLDER_RE = re.compile(r"pid (\d+)(?: \((.*)\))?$")
+
+
+def folder_holder(data_dir: Path) -> str | None:
+    """What the process holding a store folder's lock wrote there (``pid 123 (ingest of big.jsonl)``), or None when
+    no process holds it. Reads only: the folder may be read-only."""
+    try:
+        fh = (data_dir / LOCK).open("r")
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
+def ingesting(holder: str) -> tuple[str, str] | None:
+    """(pid, what) when a lock holder's text says it is ingesting (see ``PaperStore._note_lock``)."""
+    m = _HOLDER_RE.match(holder)
+    if m and (m.group(2) or "").startswith(("ingest", "rolling back", "rebuild")):
+        return m.group(1), m.group(2)
+    return None
+
+
+def locked_message(data_dir: Path, holder: str) -> str:
+    busy = ingesting(holder)
+    if busy:
+        return (
+            f"The store in {data_dir} is in use by pid {busy[0]}: an ingest is running ({busy[1]}); run this again "
+            "when it has finished (Chroma allows one process per folder: to share a store, run `chroma run` and set "
+            "ASSISTANT_STORE__CHROMA_URL)."
+        )
+    return (
+        f"The store in {data_dir} is in use by {holder}. Chroma allows one process per folder: "
+        "stop that process, or run `chroma run` and set ASSISTANT_STORE__CHROMA_URL to share it."
+    )
+
+
 def _forget_failed_system(path: str) -> None:
     """chromadb 1.5 caches a folder's System before starting it and keeps it when starting fails: every later
     client for that folder in this process then fails with an AttributeError. Drop such an unused entry."""
@@ -360,6 +452,8 @@ class PaperStore:
         self.root = settings.data_dir  # the folder holding chroma/ and the caches (a temporary copy if read-only)
         self.recovered: str | None = None  # set when opening rolled back an interrupted ingest
         self.auto_recover = True  # `assistant doctor` looks at an interrupted ingest instead of rolling it back
+        self.interrupted: str | None = None  # what `auto_recover=False` found and left alone (a server's journal)
+        self._lease: ServerLease | None = None  # a Chroma server's lease (assistant/lease.py); None for a folder
         self._snapshot: Path | None = None
         self._lock_fh = None
         self._client = None
@@ -389,6 +483,13 @@ class PaperStore:
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
             )
+            if self.remote:
+                url = self.settings.store.chroma_url
+                self._collection = _ServerCollection(self._collection, url)
+                if self._lease is None:  # (kept across `rebuild`, which drops and opens the main collection)
+                    name = f"{self.settings.store.collection}-lease"
+                    lease = self._client.get_or_create_collection(name, embedding_function=None)
+                    self._lease = ServerLease(_ServerCollection(lease, url), self.settings.store.lease_timeout_s)
         except Exception as exc:
             self.close()
             raise self._error(exc, "open the Chroma collection") from exc
@@ -404,30 +505,33 @@ class PaperStore:
 
     def _error(self, exc: BaseException, doing: str) -> StoreError:
         """A store error for the user: a machine fault in one line, else what failed."""
+        if isinstance(exc, StoreError):
+            return exc
+        if self.remote and _transport_error(exc):
+            return StoreUnreachable(unreachable_message(self.settings.store.chroma_url, exc))
         fault = machine_fault(exc, self.settings.data_dir)
         if fault:
             return MachineFault(fault)
         denied = self._unwritable()
         if denied is not None:  # SQLite says "unable to open database file" for a folder it may not write
-            return MachineFault(
-                f"permission denied: {denied} cannot be written by this user, so the store cannot be opened; make "
-                f"{self.settings.data_dir} writable for this user (e.g. chown -R it), or set ASSISTANT_DATA_DIR to a "
-                "folder you own"
-            )
+            return MachineFault(_denied_message(denied, self.settings.data_dir))
         return StoreError(f"cannot {doing} in {self.root / 'chroma'}: {type(exc).__name__}: {exc}")
 
-    def _unwritable(self) -> Path | None:
+    def _unwritable(self, force: bool = False) -> Path | None:
         """The first part of a local store this process may not write (Chroma needs to write them all)."""
-        if self.remote or self._snapshot is not None:
+        if not force and (self.remote or self._snapshot is not None):
             return None
-        chroma = self.root / "chroma"
-        parts = [self.root, chroma, chroma / "chroma.sqlite3"]
+        root = self.settings.data_dir
+        chroma = root / "chroma"
+        parts = [root, root / LOCK, chroma, chroma / "chroma.sqlite3"]
         if chroma.is_dir():
             parts += sorted(p for p in chroma.iterdir() if p.is_dir())
         return next((p for p in parts if p.exists() and not os.access(p, os.W_OK)), None)
 
     def _writable(self) -> bool:
-        return os.access(self.settings.data_dir, os.W_OK)
+        """Whether this process may write the folder and every part of its store: a folder of another user (or
+        root's) whose files this user cannot write is read like a read-only mount, from a copy."""
+        return os.access(self.settings.data_dir, os.W_OK) and self._unwritable(force=True) is None
 
     def _connect(self) -> None:
         import chromadb
@@ -454,7 +558,8 @@ class PaperStore:
                 )
                 self._client.heartbeat()
             except Exception as exc:  # chromadb raises a variety of transport errors
-                raise StoreError(f"Cannot reach the Chroma server at {url}: {exc}. Is `chroma run` up?") from exc
+                self._client = None
+                raise StoreUnreachable(unreachable_message(url, exc)) from None
             return
         if self.read_only or not self._writable():
             if self.read_only is False:
@@ -462,28 +567,45 @@ class PaperStore:
             self._open_snapshot()
         else:
             self._acquire_lock()
-        files = check_store_files(self.root, self.settings.store.collection)
-        if files.problems:
-            self._release_lock()
-            raise StoreDamaged(damaged_message(self.settings.data_dir, files.problems))
-        path = str(self.root / "chroma")
         try:
-            self._client = chromadb.PersistentClient(path=path, settings=chroma_settings)
-        except Exception as exc:
+            files = check_store_files(self.root, self.settings.store.collection)
+            if files.problems:
+                raise StoreDamaged(damaged_message(self.settings.data_dir, files.problems))
+            path = str(self.root / "chroma")
+            try:
+                self._client = chromadb.PersistentClient(path=path, settings=chroma_settings)
+            except Exception as exc:
+                _forget_failed_system(path)
+                raise self._error(exc, "open the Chroma store") from exc
+        except BaseException:
             self._release_lock()
-            _forget_failed_system(path)
-            raise self._error(exc, "open the Chroma store") from exc
+            self._drop_snapshot()  # a failed open leaves no copy behind
+            raise
 
     def _read_only_message(self) -> str:
+        data = self.settings.data_dir
+        denied = None if _read_only_fs(data) else self._unwritable(force=True)
+        if denied is not None:  # a folder of another user (or root's), not a read-only mount: say which part
+            return _denied_message(denied, data) + "; nothing in it was changed"
+        what = "(a read-only file system)" if _read_only_fs(data) else "(or not writable for this user)"
         return (
-            f"The store folder {self.settings.data_dir} is read-only (or not writable for this user). Make it "
-            "writable, or copy it to a writable folder and point ASSISTANT_DATA_DIR there; nothing in it was changed."
+            f"The store folder {data} is read-only {what}. Make it writable, or copy it to a writable folder and "
+            "point ASSISTANT_DATA_DIR there; nothing in it was changed."
         )
 
     def _open_snapshot(self) -> None:
-        """Read a store that cannot be written from a private temporary copy (Chroma writes even to read)."""
+        """Read a store that cannot be written from a private temporary copy (Chroma writes even to read).
+
+        The copy is removed when the store is closed, when the process exits, and, for a process that was killed,
+        by the next one that makes a copy (its name carries the pid and start time of its process)."""
         src = self.settings.data_dir
-        tmp = Path(tempfile.mkdtemp(prefix="paper-assistant-readonly-"))
+        holder = folder_holder(src)
+        if holder is not None and ingesting(holder):  # its files are being written: a copy could hold half a file
+            raise StoreLocked(locked_message(src, holder))
+        _sweep_snapshots()
+        me = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
+        tmp = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{me}-"))
+        _SNAPSHOTS.add(tmp)
         try:
             if (src / "chroma").is_dir():
                 shutil.copytree(src / "chroma", tmp / "chroma")
@@ -492,6 +614,7 @@ class PaperStore:
                     shutil.copy2(src / name, tmp / name)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            _SNAPSHOTS.discard(tmp)
             fault = machine_fault(exc, tmp.parent)
             raise StoreError(f"{src} is read-only and it cannot be copied to read it: {fault or exc}") from None
         self._snapshot = self.root = tmp
@@ -499,6 +622,9 @@ class PaperStore:
         log.info("%s is read-only: reading a copy of its store in %s", src, tmp)
 
     def close(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         self._collection = None
         self._vector_store = None
         if self._client is not None and hasattr(self._client, "close"):
@@ -508,8 +634,12 @@ class PaperStore:
                 self._client.close()
         self._client = None
         self._release_lock()
+        self._drop_snapshot()
+
+    def _drop_snapshot(self) -> None:
         if self._snapshot is not None:
             shutil.rmtree(self._snapshot, ignore_errors=True)
+            _SNAPSHOTS.discard(self._snapshot)
             self._snapshot = None
             self.root = self.settings.data_dir
 
@@ -532,7 +662,7 @@ class PaperStore:
     def _acquire_lock(self) -> None:
         if self._lock_fh is not None:
             return
-        path = self.settings.data_dir / "store.lock"
+        path = self.settings.data_dir / LOCK
         try:
             fh = path.open("a+")
         except OSError as exc:
@@ -552,10 +682,7 @@ class PaperStore:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise StoreLocked(
-                f"The store in {self.settings.data_dir} is in use by {holder}. Chroma allows one process per folder: "
-                "stop that process, or run `chroma run` and set ASSISTANT_STORE__CHROMA_URL to share it."
-            ) from None
+            raise StoreLocked(locked_message(self.settings.data_dir, holder)) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
@@ -649,24 +776,58 @@ class PaperStore:
             stamp = json.loads(lines[0])
         except ValueError:
             return None
-        if stamp.get("chunks") != self.count_chunks() or stamp.get("collection") != self.settings.store.collection:
+        want = self._stamp()
+        if any(stamp.get(k) != v for k, v in want.items()):
             return None
         return lines[1:]
 
+    def _stamp(self) -> dict:
+        """What a cache is valid for: the chunk count and collection; on a server also the last lease that wrote
+        (another client's update changes papers without changing the count)."""
+        stamp = {"chunks": self.count_chunks(), "collection": self.settings.store.collection}
+        if self._lease is not None:
+            stamp["written_by"] = self._lease.stamp()[1]
+        return stamp
+
     def refresh_caches(self) -> None:
-        stamp = json.dumps({"chunks": self.count_chunks(), "collection": self.settings.store.collection})
-        papers, nodes = [], []
-        for cid, doc, meta in self._scan(["documents", "metadatas"]):
-            if "paper_json" in meta:
-                papers.append(meta["paper_json"])
-            keep = {k: v for k, v in meta.items() if not k.startswith("_") and k not in ("paper_json",)}
-            nodes.append(json.dumps({"id": cid, "text": doc, "metadata": keep}, ensure_ascii=False))
+        for _attempt in range(3):
+            before = self._lease.stamp() if self._lease is not None else None
+            self._live_writer(before)
+            stamp = json.dumps(self._stamp())
+            papers, nodes = [], []
+            for cid, doc, meta in self._scan(["documents", "metadatas"]):
+                if "paper_json" in meta:
+                    papers.append(meta["paper_json"])
+                keep = {k: v for k, v in meta.items() if not k.startswith("_") and k not in ("paper_json",)}
+                nodes.append(json.dumps({"id": cid, "text": doc, "metadata": keep}, ensure_ascii=False))
+            # on a server, a scan during which another process wrote may hold half a file: scan again
+            if before is None or self._lease.stamp() == before:
+                break
+        else:
+            self._live_writer(self._lease.stamp())
+            raise StoreError(
+                f"the Chroma server at {self.settings.store.chroma_url} changed during each of 3 reads of the store; "
+                "run this again"
+            )
         papers.sort()
         try:
             _atomic_write_lines(self.catalog_path, [stamp, *papers])
             _atomic_write_lines(self.nodes_path, [stamp, *nodes])
         except OSError as exc:
             raise self._error(exc, "write the caches") from exc
+
+    def _live_writer(self, stamp: tuple[str | None, str | None] | None) -> None:
+        """Before a reader on a server scans the store: it stops (one line) while another process holds the lease,
+        as it would see half a file; a lease whose writer died since the store was opened is recovered first."""
+        if stamp is None or stamp[0] is None or self._lease.holds():
+            return
+        holder = self._lease.holder()
+        if holder is None:
+            return
+        alive, why = judge(holder, self._lease.timeout_s)
+        if alive:
+            raise self._busy(LeaseHeld(holder, why))
+        self._recover_server()
 
     def _drop_caches(self) -> None:
         for cache in (self.catalog_path, self.nodes_path):
@@ -681,17 +842,20 @@ class PaperStore:
         """Drop the collection and its caches; the next ingest starts from nothing."""
         self._require_writable()
         name = self.settings.store.collection
-        try:
-            self.open()
-            self._client.delete_collection(name)
-        except StoreError:
-            raise
-        except Exception as exc:  # a missing collection is fine
-            log.debug("delete_collection(%s): %s", name, exc)
-        self._collection = self._vector_store = None
-        self._drop_caches()
-        (self.root / JOURNAL).unlink(missing_ok=True)
         self.open()
+        with self._writing("rebuild (the collection is dropped and built again)"):
+            try:
+                if self._lease is not None:
+                    self._lease.mark_write()
+                self._client.delete_collection(name)
+            except StoreError:
+                raise
+            except Exception as exc:  # a missing collection is fine
+                log.debug("delete_collection(%s): %s", name, exc)
+            self._collection = self._vector_store = None
+            self._drop_caches()
+            (self.root / JOURNAL).unlink(missing_ok=True)
+            self.open()
 
     def set_aside(self) -> Path | None:
         """Move a (damaged) store out of the way, without opening it: ``data_dir/damaged-<time>/`` receives
@@ -732,9 +896,29 @@ class PaperStore:
         paper with their abstract. The papers a file brings (by their first record in this call) are written as
         one unit: all of them or, after a crash or error, none (see the module docstring). ``dry_run`` only says
         what would be added, updated or left alone; ``on_progress(chunks_done, chunks_total)`` follows the writing;
-        ``file_order`` is the order the files' units are written in (files not in it come last)."""
-        if not dry_run:
-            self._require_writable()
+        ``file_order`` is the order the files' units are written in (files not in it come last).
+
+        From reading the stored state to the last write, the call holds the right to write (``_writing``: on a
+        Chroma server, its lease), so that two ingests never merge against the same state nor interleave."""
+        if dry_run:
+            return self._ingest(papers, progress, orphans, True, on_progress, file_order)
+        self._require_writable()
+        file_order = list(file_order)
+        files = file_order or list(dict.fromkeys(p.sources[0].file for p in papers if p.sources))
+        more = f" and {len(files) - 2} more files" if len(files) > 2 else ""
+        what = f"ingest of {', '.join(files[:2])}{more}" if files else "ingest"
+        with self._writing(what):
+            return self._ingest(papers, progress, orphans, False, on_progress, file_order)
+
+    def _ingest(
+        self,
+        papers: list[Paper],
+        progress: bool,
+        orphans: Iterable[tuple[str, SourceRef]],
+        dry_run: bool,
+        on_progress: Callable[[int, int], None] | None,
+        file_order: Iterable[str],
+    ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
         state = self._state()
@@ -867,11 +1051,14 @@ class PaperStore:
         # an unchanged chunk text keeps its vector: an update that only adds a source or an author re-embeds nothing
         reuse = {d: e for d, e in zip(texts, old["embeddings"], strict=True)}
         try:
-            _atomic_write_lines(self.root / JOURNAL, [json.dumps(journal)], durable=True)
-        except OSError as exc:
+            self._write_journal(journal)
+        except LeaseLost as exc:
+            raise StoreError(f"the ingest of {file} stopped before writing anything: {exc}") from None
+        except (OSError, StoreUnreachable) as exc:
             raise self._error(exc, f"start the ingest of {file}") from exc
         try:
             if stale:
+                self._check_lease()
                 self.collection.delete(ids=stale)
             pending: list[TextNode] = []
             for start in range(0, len(nodes), ADD_BATCH):
@@ -888,11 +1075,18 @@ class PaperStore:
                         report.embeddings_reused += 1
                 pending += batch
                 if len(pending) >= WRITE_BATCH or start + ADD_BATCH >= len(nodes):
+                    self._check_lease()
                     self._add(pending)
                     pending = []
                 report.chunks_written += len(batch)
                 advance(len(batch))
         except BaseException as exc:
+            if isinstance(exc, LeaseLost):
+                # the process that broke the lease has rolled this unit back already, and may have written since
+                raise StoreError(
+                    f"the ingest of {file} stopped: {exc}; that process rolled back what this one had written of "
+                    f"{file}: ingest it again"
+                ) from None
             # With the disk really full, Chroma's delete can block for good inside its bindings (seen in CI): the
             # journal stays and the unit is rolled back when the store is next opened, with space again.
             free = free_mb(self.settings.data_dir)
@@ -907,9 +1101,28 @@ class PaperStore:
                 if undone
                 else f"the ingest of {file} is rolled back when the store is next opened"
             )
+            if isinstance(exc, StoreUnreachable):
+                what = str(exc).removesuffix("; nothing was changed")
             raise (MachineFault if fault else StoreError)(f"{what}. {outcome.capitalize()}.") from exc
-        (self.root / JOURNAL).unlink(missing_ok=True)
-        _fsync_dir(self.root)
+        self._drop_journal(journal)
+
+    def _check_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.check()
+
+    def _write_journal(self, journal: dict) -> None:
+        if self._lease is not None:
+            self._lease.mark_write()
+            self._lease.write_journal(journal)
+        else:
+            _atomic_write_lines(self.root / JOURNAL, [json.dumps(journal)], durable=True)
+
+    def _drop_journal(self, journal: dict) -> None:
+        if self._lease is not None:
+            self._lease.drop_journal()
+        if self._lease is None or journal.get("legacy"):
+            (self.root / JOURNAL).unlink(missing_ok=True)
+            _fsync_dir(self.root)
 
     def _add(self, nodes: list[TextNode]) -> None:
         """Write chunks the way llama-index's ChromaVectorStore stores them (its node metadata, read back by its
@@ -926,6 +1139,8 @@ class PaperStore:
     def _rollback(self, journal: dict) -> bool:
         """Undo a unit: remove what it wrote, put back the rows it replaced. False (journal kept) if that fails."""
         try:
+            if self._lease is not None:
+                self._lease.mark_write()
             written = journal["written"]
             for start in range(0, len(written), 1000):
                 self.collection.delete(ids=written[start : start + 1000])
@@ -946,12 +1161,18 @@ class PaperStore:
             )
             return False
         self._drop_caches()
-        (self.root / JOURNAL).unlink(missing_ok=True)
-        _fsync_dir(self.root)
+        try:
+            self._drop_journal(journal)
+        except StoreError as exc:  # the server went away again: the journal is rolled back on the next open
+            log.warning("dropping the journal of %s failed (%s)", journal["file"], exc)
+            return False
         return True
 
     def _recover(self) -> None:
         """Roll back an ingest that a crash or kill interrupted (see the module docstring)."""
+        if self.remote:
+            self._recover_server()
+            return
         path = self.root / JOURNAL
         if not self.auto_recover:
             return
@@ -961,6 +1182,10 @@ class PaperStore:
             return
         except (OSError, ValueError) as exc:
             raise StoreDamaged(damaged_message(self.settings.data_dir, [f"{path} cannot be read ({exc})"])) from None
+        self._undo(journal)
+
+    def _undo(self, journal: dict) -> None:
+        """Roll back an interrupted unit (the caller may write), or say in one line why it cannot be yet."""
         if not self._rollback(journal):
             low = (free_mb(self.root) or 100.0) < 5
             why = (
@@ -976,12 +1201,116 @@ class PaperStore:
         )
         log.warning("%s", self.recovered)
 
+    # -- a Chroma server: its lease (assistant/lease.py) ------------------------------------------------------
+    def _busy(self, exc: LeaseHeld) -> StoreLocked:
+        h = exc.holder
+        since = max(0.0, time.time() - float(h.get("started", time.time())))
+        return StoreLocked(
+            f"an ingest ({holder_name(h)}) is running on the Chroma server at {self.settings.store.chroma_url}: "
+            f"{h.get('what') or 'ingest'}, for {since:.0f} s ({exc.why}); run this again when it has finished "
+            "(nothing was changed)"
+        )
+
+    def _recover_server(self) -> None:
+        """A journal on the server is rolled back only by the lease holder, and a live holder's lease is never
+        broken: a command that meets a live ingest says so and stops; one that finds a dead writer's lease or
+        journal takes the lease, rolls the journal back and gives the lease back."""
+        lease = self._lease
+        if lease.holds():
+            return
+        holder, head = lease.holder_and_journal()
+        if holder is None and head is None and not self._legacy_journal():
+            return
+        why = "its writer is gone"
+        if holder is not None:
+            alive, why = judge(holder, lease.timeout_s)
+            if alive:
+                raise self._busy(LeaseHeld(holder, why))
+        if not self.auto_recover:  # `doctor` looks without touching
+            what = (holder or {}).get("what") or f"ingest of {(head or {}).get('file') or 'a file'}"
+            who = f" by {holder_name(holder)}" if holder else ""
+            self.interrupted = (
+                f"the {what}{who} was cut short ({why}); part of it may be in Chroma until it is rolled back (any "
+                "command that opens the store does that)"
+            )
+            return
+        with self._writing("rolling back an interrupted ingest"):
+            pass  # taking the lease rolls back what the writer that is gone left
+
+    def _legacy_journal(self) -> dict | None:
+        """A journal an earlier version left in the data folder while it ingested into a server (no lease then),
+        unless the process that wrote it still runs."""
+        path = self.settings.data_dir / JOURNAL
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        pid = journal.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and process_start(pid) is not None:
+            return None
+        return journal
+
+    @contextlib.contextmanager
+    def _writing(self, what: str):
+        """Hold the right to write for the block: a folder's lock is held already (it only notes what it does, for
+        a command that meets it); a server's lease is taken, rolling back first any journal a writer that is gone
+        left behind, and given back at the end."""
+        if not self.remote:
+            self._note_lock(what)
+            try:
+                yield
+            finally:
+                self._note_lock(None)
+            return
+        lease = self._lease
+        if lease.holds():  # nested (a rollback inside an ingest): the lease is ours already
+            yield
+            return
+        try:
+            broken = lease.acquire(what)
+        except LeaseHeld as exc:
+            raise self._busy(exc) from None
+        try:
+            try:
+                journal = lease.read_journal()
+            except ValueError as exc:
+                raise StoreError(
+                    f"the journal of an interrupted ingest on the Chroma server at {self.settings.store.chroma_url} "
+                    f"cannot be read ({exc}); nothing was changed"
+                ) from None
+            if journal is None and self._legacy_journal() is not None:
+                journal = self._legacy_journal()
+                journal["legacy"] = True
+            if journal is not None:
+                self._undo(journal)
+                if broken is not None:
+                    log.info("the lease of %s was stale: its ingest was rolled back", holder_name(broken))
+            elif broken is not None:
+                lease.drop_journal()  # parts of a journal whose head was never written
+            yield
+        finally:
+            lease.release()
+
+    def _note_lock(self, what: str | None) -> None:
+        """Say in the folder's lock file what its holder is doing (``assistant doctor`` and others read it)."""
+        if self._lock_fh is None:
+            return
+        with contextlib.suppress(OSError):
+            self._lock_fh.seek(0)
+            self._lock_fh.truncate()
+            self._lock_fh.write(f"pid {os.getpid()}" + (f" ({what})" if what else ""))
+            self._lock_fh.flush()
+
     # -- the user's added files (kept so that `ingest --rebuild` can read them again) ------------------------------
-    def keep_added(self, path: Path, name: str) -> None:
-        """Keep a copy of a corpus file the user added (``added/`` in the data folder), once per content."""
+    def keep_added(self, path: Path, name: str, data: bytes | None = None) -> None:
+        """Keep a copy of a corpus file the user added (``added/`` in the data folder), once per content.
+
+        ``data``: the bytes already read from a source that cannot be read again (a pipe: ``ParseResult.content``)."""
         self._require_writable()
         folder = self.settings.data_dir / ADDED
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if data is None:
+            data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         manifest = folder / "manifest.jsonl"
         known = {row["sha256"] for row in _read_manifest(manifest)}
         if digest in known:
@@ -991,7 +1320,7 @@ class PaperStore:
         try:
             folder.mkdir(exist_ok=True)
             tmp = copy.with_name(copy.name + ".tmp")
-            shutil.copyfile(path, tmp)
+            tmp.write_bytes(data)
             os.replace(tmp, copy)
             with manifest.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"copy": copy.name, "name": name, "sha256": digest, "added": time.time()}) + "\n")
@@ -1002,6 +1331,39 @@ class PaperStore:
 
 
 ADDED = "added"
+SNAPSHOT_PREFIX = "paper-assistant-readonly-"
+_SNAPSHOTS: set[Path] = set()  # copies of read-only stores this process made and has not removed yet
+
+
+@atexit.register
+def _remove_snapshots() -> None:
+    for path in list(_SNAPSHOTS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_snapshots() -> None:
+    """Remove this user's copies of read-only stores whose process has ended (it was killed before removing its
+    copy): ``paper-assistant-readonly-<pid>-<start time>-*``."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for old in Path(tempfile.gettempdir()).glob(f"{SNAPSHOT_PREFIX}*"):
+        m = re.match(rf"{SNAPSHOT_PREFIX}(\d+)-(\d+)-", old.name)
+        with contextlib.suppress(OSError):
+            if m and (uid is None or old.stat().st_uid == uid) and process_start(int(m.group(1))) != m.group(2):
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _denied_message(denied: Path, data: Path) -> str:
+    return (
+        f"permission denied: {denied} cannot be written by this user, so the store cannot be opened; make {data} "
+        "writable for this user (e.g. chown -R it), or set ASSISTANT_DATA_DIR to a folder you own"
+    )
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _read_manifest(path: Path) -> list[dict]:

@@ -728,14 +728,14 @@ def test_record_missing_its_abstract_in_the_middle_is_skipped_alone():
 def test_unreadable_file(tmp_path, monkeypatch):
     path = tmp_path / "secret.txt"
     path.write_text(_one_record_text(), encoding="utf-8")
-    real_read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def deny(self):
-        if self.name == "secret.txt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def deny(file, *args, **kwargs):  # every source is opened through os.open (the bounded reader)
+        if Path(file).name == "secret.txt":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     r = parse_file(path)
     assert r.layout == C.LAYOUT_UNREADABLE and r.papers == []
     assert [(i.file, i.line, i.level) for i in r.issues] == [(str(path), None, "error")]

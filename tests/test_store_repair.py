@@ -368,6 +368,53 @@ def test_conflicting_records_are_united_reported_and_found_under_both_titles(dat
     assert again.exit_code == 0 and "with conflicting fields" not in again.output  # nothing new the second time
 
 
+# -- issue 23, item 9: a record with a stored title cannot take over the paper's authorship ------------------------
+DOVIT = "Dynamic Token-Pass Transformers for Semantic Segmentation"
+
+
+def test_a_record_with_a_stored_title_keeps_the_stored_authors_first_and_is_reported(data, cli, embedder, tmp_path):
+    before, chunks_before = stored(data, embedder)
+    dovit = before[DOVIT]
+    assert dovit.authors == ["Yuang Liu", "Qiang Zhou", "Jing Wang"] and dovit.authors_truncated
+    mallory = jsonl(tmp_path / "mallory.jsonl", {"title": DOVIT, "abstract": ABSTRACT, "authors": "Mallory Attacker"})
+    r = cli(data, "ingest", "-q", str(mallory))
+    assert r.exit_code == 0
+    (note,) = [line for line in r.output.splitlines() if line.strip().startswith("merged:")]
+    assert f"merged: {mallory}:1 merged into {DOVIT!r}" in note and "same title" in note
+    assert "authors 'Yuang Liu, Qiang Zhou, Jing Wang et al.' vs 'Mallory Attacker'" in note
+    assert "the first in its order and with its first author" in note
+    after, chunks_after = stored(data, embedder)
+    p = after[DOVIT]
+    # the stored order and first author stay; the conflicting name comes after them, and 'et al.' stays
+    assert p.authors == ["Yuang Liu", "Qiang Zhou", "Jing Wang", "Mallory Attacker"] and p.authors_truncated
+    assert p.abstract == dovit.abstract and p.title == DOVIT and p.id == dovit.id  # nothing else taken over
+    assert {t: q for t, q in after.items() if t != DOVIT} == {t: q for t, q in before.items() if t != DOVIT}
+    assert chunks_after == chunks_before
+    first = cli(data, "papers", "--json", "--first-author", "Yuang Liu")
+    assert DOVIT in {json.loads(line)["title"] for line in first.stdout.splitlines()}
+    taken = cli(data, "papers", "--json", "--first-author", "Mallory Attacker")
+    assert taken.exit_code == 0 and taken.stdout.strip() == ""
+    # a different first author is a conflict even when every name is known: reported, the order kept
+    swapped = jsonl(
+        tmp_path / "swapped.jsonl", {"title": DOVIT, "abstract": dovit.abstract, "authors": "Qiang Zhou, Yuang Liu"}
+    )
+    r = cli(data, "ingest", "-q", str(swapped))
+    assert r.exit_code == 0 and "vs 'Qiang Zhou, Yuang Liu'" in r.output, r.output
+    assert stored(data, embedder)[0][DOVIT].authors == p.authors
+
+
+def test_a_complete_author_list_extending_the_stored_one_is_no_conflict(data, cli, embedder, tmp_path):
+    dovit = stored(data, embedder)[0][DOVIT]
+    full = jsonl(
+        tmp_path / "full.jsonl",
+        {"title": DOVIT, "abstract": dovit.abstract, "authors": "Yuang Liu, Qiang Zhou, Jing Wang, Wei Zhang"},
+    )
+    r = cli(data, "ingest", "-q", str(full))
+    assert r.exit_code == 0 and "with conflicting fields" not in r.output, r.output
+    p = stored(data, embedder)[0][DOVIT]
+    assert p.authors == ["Yuang Liu", "Qiang Zhou", "Jing Wang", "Wei Zhang"] and not p.authors_truncated
+
+
 # -- 6 and 8. field types, huge abstracts, NUL bytes through the CLI ---------------------------------------------
 def test_bad_field_types_huge_abstracts_and_nul_bytes_cost_one_record_each(data, cli, embedder, tmp_path):
     sentence = "We measure the effect of long abstracts on the embedding time of the store. "

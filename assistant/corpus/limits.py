@@ -15,10 +15,16 @@ class IngestLimits(NamedTuple):
     max_file_bytes: int = 64_000_000
     max_records: int = 50_000
     max_abstract_chars: int = 5_000
+    pipe_timeout_s: float = 10.0  # a pipe (FIFO, ``<(...)``) that sends nothing for this long is refused
 
     @classmethod
     def from_settings(cls, ingest: Any) -> IngestLimits:
-        return cls(int(ingest.max_file_mb * 1_000_000), ingest.max_records_per_file, ingest.max_abstract_chars)
+        return cls(
+            int(ingest.max_file_mb * 1_000_000),
+            ingest.max_records_per_file,
+            ingest.max_abstract_chars,
+            ingest.pipe_timeout_s,
+        )
 
 
 DEFAULT_LIMITS = IngestLimits()

@@ -5,7 +5,8 @@ reader). Never raises.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import select
+import stat
 
 from .decode import _blank_nul_lines, _control_ratio, _decode, _nonblank_lines
 from .jsonl import _read_json, _read_jsonl
@@ -126,24 +127,115 @@ def _too_many_records(data: bytes, limits: IngestLimits) -> str | None:
     return None
 
 
+class _Unreadable(Exception):
+    """A source refused before (or while) reading it: ``why`` says what it is."""
+
+    def __init__(self, layout: str, why: str) -> None:
+        super().__init__(why)
+        self.layout, self.why = layout, why
+
+
+_READ_CHUNK = 1 << 20
+
+
+def _over_limit(what: str, limits: IngestLimits) -> _Unreadable:
+    return _Unreadable(
+        LAYOUT_TOO_LARGE,
+        f"{what}, over the {limits.max_file_bytes / 1e6:g} MB limit per file (ASSISTANT_INGEST__MAX_FILE_MB); "
+        "split it or raise the limit",
+    )
+
+
+def read_source(path: str | os.PathLike[str], limits: IngestLimits = DEFAULT_LIMITS) -> tuple[bytes, bool]:
+    """The bytes of one corpus source and whether it is a regular file, never more than ``limits.max_file_bytes``.
+
+    Every source goes through the same limit: a regular file is refused by its size before it is read and read
+    at most one byte past the limit (it may grow, and files under /proc report size 0); a pipe (a FIFO, a shell's
+    ``<(...)``) is read until its writer closes it, refused once it has sent more than the limit, or when it sends
+    nothing for ``limits.pipe_timeout_s`` (a FIFO nobody writes to would otherwise hang the ingest for good).
+    Character devices (``/dev/zero``, ``/dev/urandom``, a terminal), block devices and sockets are refused unread:
+    they never end, or are no file. Raises ``_Unreadable`` (refused) or ``OSError`` (cannot be read)."""
+    st = os.stat(path)
+    kind = _special_kind(st.st_mode)
+    if kind:
+        raise _Unreadable(LAYOUT_UNREADABLE, f"it is {kind}, not a corpus file")
+    if stat.S_ISREG(st.st_mode) and st.st_size > limits.max_file_bytes:
+        raise _over_limit(f"it is {st.st_size / 1e6:,.1f} MB", limits)
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait, for ever, for a writer to appear
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)  # what was opened (the path may have been replaced since the stat above)
+        kind = _special_kind(st.st_mode)
+        if kind:
+            raise _Unreadable(LAYOUT_UNREADABLE, f"it is {kind}, not a corpus file")
+        if stat.S_ISFIFO(st.st_mode):
+            return _read_pipe(fd, limits), False
+        parts, total = [], 0
+        while chunk := os.read(fd, min(_READ_CHUNK, limits.max_file_bytes + 1 - total)):
+            parts.append(chunk)
+            total += len(chunk)
+            if total > limits.max_file_bytes:
+                raise _over_limit("it grew while it was read", limits)
+        return b"".join(parts), stat.S_ISREG(st.st_mode)
+    finally:
+        os.close(fd)
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISCHR(mode):
+        return "a character device (like /dev/zero, /dev/urandom or a terminal: it never ends)"
+    if stat.S_ISBLK(mode):
+        return "a block device (a disk)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return None
+
+
+def _read_pipe(fd: int, limits: IngestLimits) -> bytes:
+    """Read a pipe opened non-blocking until its writer closes it, within the byte limit and the idle timeout."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    wait_ms = max(1, int(limits.pipe_timeout_s * 1000))
+    parts, total = [], 0
+    while True:
+        # A FIFO nobody has opened for writing yet is not readable (no POLLHUP either) until one writes or closes.
+        if not poller.poll(wait_ms):
+            silent = f"{limits.pipe_timeout_s:g} s (ASSISTANT_INGEST__PIPE_TIMEOUT_S)"
+            raise _Unreadable(
+                LAYOUT_UNREADABLE,
+                f"it is a pipe (a FIFO or <(...)) that stopped sending after {total:,} bytes and stayed silent "
+                f"for {silent}"
+                if total
+                else f"it is a pipe (a FIFO or <(...)) that sent no data within {silent}",
+            )
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:  # woken without data (another reader took it): wait again
+            continue
+        if not chunk:  # the writer closed its end
+            return b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        if total > limits.max_file_bytes:
+            raise _over_limit(f"it is a pipe that sent more than {limits.max_file_bytes / 1e6:g} MB", limits)
+
+
 def parse_file(
     path: str | os.PathLike[str], limits: IngestLimits = DEFAULT_LIMITS, name: str | None = None
 ) -> ParseResult:
     """Read one file, detect its layout from its content (never its name) and parse it. Never raises.
 
-    ``name`` is how issues and sources name the file (default: ``path`` as given). A file over
-    ``limits.max_file_bytes`` is refused without being read."""
+    ``name`` is how issues and sources name the file (default: ``path`` as given). The file is read through
+    ``read_source``: over ``limits.max_file_bytes`` (by its size, or by what a pipe sent), a device, or a pipe
+    that sends nothing, is refused with one error saying which. What a pipe sent is kept in ``content`` (it cannot
+    be read twice)."""
     name = name or str(path)
     try:
-        size = os.stat(path).st_size
-        if size > limits.max_file_bytes:
-            return _refused(
-                name,
-                LAYOUT_TOO_LARGE,
-                f"it is {size / 1e6:,.1f} MB, over the {limits.max_file_bytes / 1e6:g} MB limit per file "
-                "(ASSISTANT_INGEST__MAX_FILE_MB); split it or raise the limit",
-            )
-        data = Path(path).read_bytes()
+        data, regular = read_source(path, limits)
+    except _Unreadable as exc:
+        return _refused(name, exc.layout, exc.why)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return ParseResult(
@@ -151,4 +243,7 @@ def parse_file(
             layout=LAYOUT_UNREADABLE,
             issues=[ParseIssue(file=name, line=None, level="error", message=f"cannot read file: {reason}")],
         )
-    return parse_text(data, name, limits)
+    result = parse_text(data, name, limits)
+    if not regular:
+        result.content = data
+    return result

@@ -44,6 +44,13 @@ class ParseResult(BaseModel):
         default_factory=list, description="Abstract-only records (abstract, where); merged by load_corpus."
     )
     rejected: str | None = Field(None, description="Why the whole file was refused (then it gives no record).")
+    content: bytes | None = Field(
+        None,
+        exclude=True,
+        repr=False,
+        description="The bytes read, kept only for a source that cannot be read twice (a pipe): the copy of an added "
+        "file is made from them.",
+    )
 
     @property
     def errors(self) -> list[ParseIssue]:

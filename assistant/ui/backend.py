@@ -28,6 +28,7 @@ from ..filters import Filters
 from ..llm_errors import one_line
 from ..paper import Paper
 from ..services import assistant_on, open_index, start_llm
+from ..store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ class AnswerRun:
                     break
                 self._queue.put(StreamItem(event.kind, event.data))
         except QuestionError as exc:
+            self._queue.put(StreamItem("question_error", str(exc)))
+        except StoreError as exc:  # the Chroma server stopped answering mid-question: its one line, no traceback
+            log.error("answering %r: %s", question, exc)
             self._queue.put(StreamItem("question_error", str(exc)))
         except BROKEN as exc:  # the model cannot run: the status line says so (red) and the next question retries
             log.error("the LLM is broken: %s", exc)
