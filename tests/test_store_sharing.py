@@ -413,3 +413,17 @@ def test_doctor_ask_and_papers_during_a_live_local_ingest_name_it_and_it_complet
     assert code == 0 and "the store is healthy" in out, out
     code, out = env.cli("papers", "--json", who="writer")
     assert {json.loads(line)["title"] for line in out.splitlines() if line.startswith("{")} == titles_of(f1, f2)
+
+
+def test_a_lease_whose_process_ended_or_whose_pid_was_reused_is_judged_dead():
+    from assistant import lease
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    holder = {**lease.identity("ingest of big.jsonl"), "pid": child.pid, "pstart": lease.process_start(child.pid) or ""}
+    wait_until(lambda: lease.process_start(child.pid) is None, 10, "the child to exit")  # not yet reaped: a zombie
+    assert lease.judge(holder, timeout_s=60)[0] is False
+    child.wait()
+    assert lease.judge(holder, timeout_s=60) == (False, f"its process (pid {child.pid}) has ended")
+    me = lease.identity("ingest of big.jsonl")
+    assert lease.judge(me, timeout_s=60) == (True, "its process is running")
+    assert lease.judge({**me, "pstart": "1"}, timeout_s=60)[0] is False  # the pid now belongs to another process
