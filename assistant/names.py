@@ -91,9 +91,16 @@ def shape_names(text: str) -> list[tuple[str, bool]]:
     return list(out.items())
 
 
+# chat spelling: letters joined to a digit that stand for a word ("any1 doing X?", "b4"), never a method's name
+_CHAT_SPELLING = re.compile(r"(?:any|some|every|no)1|b4|gr8|l8r|2day|4u|w8", re.I)
+
+
 def named_by_shape(token: str) -> bool:
     """A token that is a name whatever the corpus says: two capitals (DoViT), letters joined to digits
-    (Medusa-1), or mixed case starting in lower case (iPhone). A capitalised word (Mamba) is not."""
+    (Medusa-1), or mixed case starting in lower case (iPhone). A capitalised word (Mamba) is not, nor chat
+    spelling ("any1")."""
+    if _CHAT_SPELLING.fullmatch(token):
+        return False
     upper = sum(ch.isupper() for ch in token)
     return upper >= 2 or (_has_digit_joined(token) and not token[0].isdigit()) or (upper >= 1 and token[0].islower())
 
@@ -237,6 +244,7 @@ class NameIndex:
     owned: dict[str, set[str]] = field(default_factory=dict)  # paper id -> name keys the paper calls its own
     in_text: set[str] = field(default_factory=set)  # keys of tokens written in a title or abstract
     surface: dict[str, str] = field(default_factory=dict)  # name key -> how the corpus writes the name (first seen)
+    acronyms: dict[str, str] = field(default_factory=dict)  # name key of a title's initials -> the paper's id
 
     @classmethod
     def build(cls, papers: Iterable[Paper]) -> NameIndex:
@@ -281,7 +289,35 @@ class NameIndex:
                 if PROPOSAL_CUE.search(sentence):  # "we propose Latency-aware Unified Dynamic Networks (LAUDNet)"
                     own.update(name_key(t) for t in _DEFINED.findall(sentence) if t.casefold() not in GENERIC)
             index.owned[p.id] = own
+        index._add_title_acronyms()
         return index
+
+    def _add_title_acronyms(self) -> None:
+        """A paper titled without a name ("Global-Local Path Networks for Monocular Depth …") is called by its
+        initials (GLPN) in conversation: the initials of a title's leading run of four to six capitalised words
+        become its name, unless the corpus already uses them for something, or writes them as a word."""
+        for p in self.papers.values():
+            if ":" in p.title:
+                continue  # "Name: what it does" - the paper has its name
+            run: list[str] = []
+            words = p.title.split()
+            if words and words[0].casefold() in ("a", "an", "the", "on", "towards", "toward"):
+                words = words[1:]  # not said in the initials ("An Empirical Study of …" is not "AES")
+            for word in words:
+                parts = [x for x in word.split("-") if x]
+                if not parts or not all(x[:1].isupper() and x[:1].isalpha() for x in parts):
+                    break
+                run.extend(parts)
+            if not 4 <= len(run) <= 6:  # three letters say too many other things (DPR, DGI)
+                continue
+            acronym = "".join(x[0] for x in run).upper()
+            key = name_key(acronym)
+            if key in self.by_key or acronym.casefold() in self.lower_words:
+                continue
+            self.by_key[key] = {p.id}
+            self.owned[p.id].add(key)
+            self.surface[key] = acronym
+            self.acronyms[key] = p.id
 
     def typed_names(self, text: str) -> list[tuple[str, str]]:
         """Names of the corpus as people type them: (the span in ``text``, the name as the corpus writes it).

@@ -38,6 +38,7 @@ def assistant(seed_store):
         ("hitsr windows", "HiT-SR"),
         ("what does the flaten transformer do", "FLatten Transformer"),  # a typo in a two-word name
         ("featenhancr on exdark", "FeatEnHancer"),  # a letter missing
+        ("wat does glpn use as its encoder", "GLPN"),  # the initials of "Global-Local Path Networks for …"
         ("pigoen speedup", "PIGEON"),  # two letters swapped
     ],
 )
@@ -50,6 +51,12 @@ def test_a_name_typed_in_lower_case_without_hyphens_or_with_a_typo_is_the_corpus
 def test_ordinary_words_are_not_read_as_names(assistant):
     plan = assistant.plan("which methods reduce the cost of attention for long sequences")
     assert plan.query == "which methods reduce the cost of attention for long sequences"
+
+
+def test_chat_spelling_is_not_a_name_the_corpus_lacks(assistant):
+    prepared = assistant.prepare(assistant.plan("any1 doing few shot w hypernetworks here"))
+    assert "any1" not in prepared.plan.names and prepared.verdict.answerable, prepared.verdict.reason
+    assert prepared.hits[0].paper.title.startswith("HyperShot")
 
 
 # -- kinds --------------------------------------------------------------------------------------------------------
