@@ -155,7 +155,7 @@ def judge_question(
                 f"The corpus mentions {n} only in passing (in {where}); no paper of {n}'s own is in the corpus.",
                 [n],
             )
-    for how, head in quantity_heads(plan.query):
+    for how, head in [] if _asks_more_than_quantities(plan.query) else quantity_heads(plan.query):
         if not any(paper_reports_quantity(sentences_of(p), how, head) for p in subject[:2]):
             what = {"long": "how long it takes"}.get(how, f"the number of {head}" if how == "many" else head)
             about = f" for {_join(methods)}" if methods else ""
@@ -177,6 +177,17 @@ def _judge_survey(plan: Plan, index: NameIndex, coverage: Coverage | None) -> Ve
     if not plan.term and coverage.best < ADDRESSED:
         return Verdict(False, "topic_absent", f"No paper in the corpus addresses {plan.topic}.", [plan.topic])
     return Verdict(True, subject_papers=[h.paper.id for h in coverage.hits])
+
+
+# a question's asks: split at "?", ";" and at ", and how …" / "and what …" before another question word
+_ASKS = re.compile(r"[?;]|,?\s+\b(?:and|or|but)\s+(?=(?:how|what|which|why|where|when|who|does|do|is|are|can)\b)", re.I)
+
+
+def _asks_more_than_quantities(query: str) -> bool:
+    """Whether the question asks something besides the quantities ("How many stages does it use, and how does it
+    gate?"): it is answered for that part, the number said to be missing, not refused whole."""
+    asks = [a for a in _ASKS.split(query) if len(a.split()) >= 2]
+    return len(asks) > 1 and any(not quantity_heads(a) for a in asks)
 
 
 def _join(items: list[str], lead: str = "") -> str:

@@ -289,6 +289,8 @@ def successor_of(paper: Paper, papers: dict[str, Paper]) -> Paper | None:
             and not (paper.date and q.date and q.date < paper.date)
         ]
         return max(same, key=lambda q: (q.date or "", q.year or 0, len(q.abstract)), default=None)
+    if later := _next_version(paper, name, papers):  # "GhostNetV2" -> "GhostNetV3"
+        return later
     n = re.escape(name)
     versioned = re.compile(
         rf"(?<![\w-]){n}[\s-]*(?:v\d+|\+\+|plus|\d)\b|\b(?:enhanced|improved|extended) {n}(?![\w-])", re.I
@@ -307,6 +309,25 @@ def successor_of(paper: Paper, papers: dict[str, Paper]) -> Paper | None:
         and not (paper.date and q.date and q.date < paper.date)
     ]
     return max(found, key=lambda q: (bool(versioned.search(q.title)), q.date or "", q.year or 0), default=None)
+
+
+def _next_version(paper: Paper, name: str, papers: dict[str, Paper]) -> Paper | None:
+    """For a name with a version ("GhostNetV2", "Medusa-1"): the paper whose title carries the same name with the
+    next higher version. A number over 20 is a size, not a version (ResNet-50 is not followed by ResNet-101)."""
+    m = re.fullmatch(r"(.+?)[\s-]*[vV]?(\d{1,2})", name)
+    if not m or int(m.group(2)) > 20:
+        return None
+    base, version = m.group(1), int(m.group(2))
+    pattern = re.compile(rf"(?<![\w-]){re.escape(base)}[\s-]*[vV]?(\d{{1,2}})(?![\w.])", re.I)
+    later = [
+        (int(v.group(1)), q)
+        for q in papers.values()
+        if q.id != paper.id
+        and (v := pattern.search(q.title.split(":", 1)[0]))
+        and version < int(v.group(1)) <= 20
+        and not (paper.date and q.date and q.date < paper.date)
+    ]
+    return min(later, key=lambda vq: vq[0])[1] if later else None
 
 
 def successor_reference(question: str, paper: Paper, papers: dict[str, Paper]) -> tuple[str, str | None, str]:
@@ -426,14 +447,16 @@ def pick_referent(
             said = f"“{m.group(0)}” = {name}, by order of mention"
             return pid, question[: m.start()] + name + question[m.end() :], said
     choice = _CHOICE.search(question)
-    pool = latest if choice else list(dict.fromkeys(x.paper_id for x in mentions))
+    # "which of the two …": the papers just discussed (over the last turns when the last named only one), chosen by
+    # the question alone; "it": any paper discussed, the latest and the one the user named leading
+    pool = ordered if choice else list(dict.fromkeys(x.paper_id for x in mentions))
     words = PRONOUN.sub(" ", question)
     fit = paper_fit(retriever, words, pool)
-    for pid in latest:
+    for pid in [] if choice else latest:
         fit[pid] = fit.get(pid, 0.0) + RECENT
     # the paper the user last asked about by name is what "it" most likely means (an answer may cite others too)
     user_turns = [x.turn for x in mentions if history_roles.get(x.turn) == "user"]
-    if user_turns:
+    if user_turns and not choice:
         for pid in {x.paper_id for x in mentions if x.turn == max(user_turns)}:
             fit[pid] = fit.get(pid, 0.0) + ASKED
     pid = max(pool, key=lambda p: fit.get(p, 0.0))

@@ -70,6 +70,11 @@ def test_a_quantity_no_abstract_reports_is_refused_without_a_model_call(assistan
     assert fake.calls == []
 
 
+def test_a_question_that_asks_more_than_a_missing_quantity_is_answered(assistant, fake):
+    a = assistant.ask("How many GPU hours did Gold-YOLO take to train, and how does its neck fuse features?")
+    assert not a.refused and fake.calls  # the neck is answered; the hours are not refused for the whole question
+
+
 def test_names_no_single_paper_uses_together_are_refused(assistant, fake):
     a = assistant.ask("What AP does DoViT reach on the LVIS benchmark?")
     assert a.refused and a.refusal_check in ("names_apart", "name_absent") and "LVIS" in a.text

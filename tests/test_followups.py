@@ -54,6 +54,14 @@ EDGES = chat(
     "Deep Layer Aggregation merges the feature hierarchy iteratively and hierarchically.",
 )
 
+TWO_TURNS = chat(
+    "What is MixPath?",
+    "MixPath is a one-shot neural architecture search approach for multi-path search spaces.",
+    "And SortedNet?",
+    "SortedNet trains many sub-networks in one model, sorted by their computation.",
+)
+MIXPATH = "MixPath: A Unified Approach for One-shot Neural Architecture Search"
+
 
 @pytest.mark.parametrize(
     ("question", "history", "expected"),
@@ -65,6 +73,7 @@ EDGES = chat(
         ("Going back to the first one, what speed does it reach?", EDGES, HED),  # across three turns
         ("How fast was the edge detector, and what F-score did it get?", EDGES, HED),  # described, not the latest
         ("How many parameters does it save?", EDGES, DLA),  # plain "it": the latest answer's paper
+        ("Which of the two trains a one-shot supernet?", TWO_TURNS, MIXPATH),  # the two of the last two turns
     ],
 )
 def test_ordinals_choices_and_descriptions_pick_the_paper_meant(assistant, question, history, expected):
@@ -100,6 +109,12 @@ def test_a_later_version_of_the_same_line_of_work_is_found(assistant):
     history = chat("Which paper keeps high-resolution representations for pose estimation?", f"{HRNET_POSE}.")
     title, plan = top(assistant, "Did the same group later extend this beyond pose estimation?", history)
     assert title == HRNET, plan.why
+
+
+def test_the_next_version_of_a_versioned_name_is_its_successor(assistant):
+    history = chat("What is GhostNetV2?", "GhostNetV2 adds DFC attention to GhostNet for long-range dependencies.")
+    title, plan = top(assistant, "Did the authors follow it up with a newer version?", history)
+    assert title == "GhostNetV3: Exploring the Training Strategies for Compact Models", plan.why
 
 
 def test_no_successor_in_the_corpus_is_said(assistant):
