@@ -337,7 +337,8 @@ class NameIndex:
                 if i + size > len(words):
                     continue
                 start, end = words[i].start(), words[i + size - 1].end()
-                if re.search(r"[^\s\-]", text[words[i].end() : words[i + size - 1].start()] if size > 1 else ""):
+                gaps = [text[words[j].end() : words[j + 1].start()] for j in range(i, i + size - 1)]
+                if any(re.search(r"[^\s\-]", gap) for gap in gaps):
                     continue  # the words must be adjacent (spaces or hyphens between them)
                 span = text[start:end]
                 key = name_key(span)
@@ -416,8 +417,8 @@ class NameIndex:
         """The names a text (a question) uses, first seen first, without the field's generic vocabulary."""
         out = []
         for token, needs_corpus_check in shape_names(text):
-            if self.is_generic(token):
-                continue
+            if self.is_generic(token) or re.fullmatch(r"[vV]\d+(?:\.\d+)?", token):
+                continue  # a bare version mark ("better than v1") is a version of a name, not one
             if needs_corpus_check and token.casefold() in self.lower_words:
                 continue  # the corpus writes it as a word ("Transformer", "Vision")
             title_case = all(re.fullmatch(r"[A-Z][a-z]+", part) for part in token.split("-"))

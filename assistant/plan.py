@@ -626,6 +626,12 @@ def plan_question(
     return plan
 
 
+def _shouted(question: str) -> bool:
+    """A question typed in capitals ("HOW DOES HDENSEUNET WORK"): three or more words, no lower-case letter."""
+    words = re.findall(r"[A-Za-z]+", question)
+    return len(words) >= 3 and not any(ch.islower() for ch in question)
+
+
 def _rules_plan(
     question: str,
     history: list[dict],
@@ -635,6 +641,9 @@ def _rules_plan(
 ) -> Plan:
     why: list[str] = []
     papers, index = retriever.papers, retriever.name_index
+    if _shouted(question):  # every word in capitals says nothing about which words are names
+        question = question.lower()
+        why.append("read in lower case (written in capitals)")
     typed = index.typed_names(question)
     query = question
     for span, name in typed:  # "damo yolo", "flaten transformer": the names as the corpus writes them

@@ -39,6 +39,8 @@ def assistant(seed_store):
         ("what does the flaten transformer do", "FLatten Transformer"),  # a typo in a two-word name
         ("featenhancr on exdark", "FeatEnHancer"),  # a letter missing
         ("wat does glpn use as its encoder", "GLPN"),  # the initials of "Global-Local Path Networks for …"
+        ("is llava uhd v2 better than v1", "LLaVA-UHD v2"),  # three typed words; "v1" alone is no name
+        ("HOW DOES HDENSEUNET WORK", "H-DenseUNet"),  # typed in capitals: every word looks like a name
         ("pigoen speedup", "PIGEON"),  # two letters swapped
     ],
 )
