@@ -800,8 +800,11 @@ def _rules_plan(
 # A request for a set of papers: a plural noun for papers or methods after a question word ("which papers …",
 # "what approaches to …", "list the works …"), "any work / research on", an overview or survey of the corpus, or
 # what the corpus/collection says. Singular ("which method …") asks for one paper: a factoid.
-# ("works" is left out: "which of the two works on RGB-D images" is a verb)
-_SET_NOUNS = frozenset({"papers", "studies", "approaches", "articles", "abstracts", "techniques", "methods"})
+# ("works" is left out: "which of the two works on RGB-D images" is a verb; "work" and "research" are the mass
+# nouns: "what work in the corpus targets …")
+_SET_NOUNS = frozenset(
+    {"papers", "studies", "approaches", "articles", "abstracts", "techniques", "methods", "work", "research"}
+)
 _SET_ASK = frozenset({"which", "what", "list", "any", "show", "find", "name", "are", "there", "other", "all"})
 _SET_PHRASE = re.compile(
     r"\b(?:overview|survey|landscape)\b(?! paper)|\b(?:any|other) (?:work|research)\b|\bresearch on\b"

@@ -70,6 +70,7 @@ def test_chat_spelling_is_not_a_name_the_corpus_lacks(assistant):
         ("List every paper that evaluates on nuScenes.", "survey", "nuScenes"),
         ("Which papers here work on graphs whose edges join more than two nodes?", "survey", ""),  # a topic
         ("Give me an overview of the work in this corpus on data-free distillation.", "survey", ""),
+        ("What work in the corpus targets image super-resolution?", "survey", ""),  # "work": a mass noun
         ("Summarize Gold-YOLO in two sentences.", "summary", ""),
         ("tl;dr of PSMNet?", "summary", ""),
         ("What AP does Gold-YOLO-N reach on COCO?", "factoid", ""),  # one paper's own name: about that paper
