@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .cite import content_words
 from .fusion import rrf
-from .names import mentions
+from .names import PROPOSAL_CUE, mentions
 from .paper import Paper
 from .quantities import NUMERIC_QUESTION, asked_quantities, reports_quantity
 from .text import split_sentences
@@ -175,6 +175,15 @@ class SentenceIndex:
         return vecs
 
 
+# "Code will be released at https://…": where the code is, never how the method works (unless that is asked)
+CODE_LINK = re.compile(
+    r"\b(?:code|models?|implementation) (?:is|are|will be) (?:publicly )?(?:available|released)\b|https?://|\\url\{",
+    re.I,
+)
+_ASKS_CODE = re.compile(r"\b(?:code|github|repo\w*|implementation|open[- ]source\w*)\b", re.I)
+CODE_PENALTY = 1.0  # about one top rank of the fusion
+_ASKS_HOW = re.compile(r"\bhow (?:does|do|did|is|are|was|were|can|could)\b|\bin what way\b", re.I)
+BACKGROUND_PENALTY = 0.5  # measured on the tune splits (evidence_compare): 1.0 kept less
 QUANTITY_BONUS = 1.0  # about one top rank of the fusion: the sentence with the asked quantity is the answer
 SCORERS = ("lexical", "bm25", "dense", "lexical+bm25", "fused")
 
@@ -235,15 +244,28 @@ class EvidenceSelector:
             fused = [sum(sh[i] for sh, v in zip(shares, rankings, strict=True) if v[i] > 0) for i in range(len(flat))]
             fused = [f * 10 for f in fused]  # about 0..2.7: comparable to the bonuses below
         numeric = bool(NUMERIC_QUESTION.search(query))
+        asks_code = _ASKS_CODE.search(query) is not None
         asked = [(how, head) for how, head in asked_quantities(query) if how != "what"]
+        # "how does it …" is answered by the method's description, which an abstract gives after its proposal ("we
+        # propose …"); the sentences before it are the background (other work, the problem)
+        asks_how = _ASKS_HOW.search(query) is not None
+        background = set()
+        if asks_how:
+            for sents in per_paper:
+                first = next((s.index for s in sents if PROPOSAL_CUE.search(s.text)), None)
+                background |= {(s.source, s.index) for s in sents if first is not None and s.index < first}
         for s, f in zip(flat, fused, strict=True):
             bonus = 0.0
+            if (s.source, s.index) in background:
+                bonus -= BACKGROUND_PENALTY
             if names and any(mentions(s.text, n) for n in names):
                 bonus += 0.3
             if numeric and _NUMBER.search(s.text):
                 bonus += 0.3
             if any(reports_quantity(s.text, how, head) for how, head in asked):
                 bonus += QUANTITY_BONUS  # the sentence gives what "how many hours / how long …" asks for
+            if not asks_code and CODE_LINK.search(s.text):
+                bonus -= CODE_PENALTY
             s.score = f + bonus
         return per_paper
 

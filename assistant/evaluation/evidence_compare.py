@@ -19,7 +19,7 @@ import json
 import sys
 from collections import defaultdict
 
-from assistant.answer import floor_sentences
+from assistant.compose import floor_sentences
 from assistant.config import Settings
 from assistant.evaluation.metrics import must_include
 from assistant.evaluation.runner import comparison_cli
@@ -56,7 +56,8 @@ def compare(rows: list[dict], settings: Settings) -> dict:
                 prepared = assistant.prepare(plan)
                 ev = prepared.evidence
                 shown = " ".join(x.text for x in ev.ranked()) if ev else ""
-                floor = floor_sentences(ev, plan, s.retrieval.extractive_sentences) if ev else []
+                count = plan.max_sentences or s.retrieval.extractive_sentences
+                floor = floor_sentences(ev, plan.kind, len(plan.compared), count) if ev else []
                 quoted = " ".join(x.text for x in floor)
                 for t in (r["type"], "all"):
                     per_type[t]["evidence"].append(must_include(shown, r["must_include"])[0] or 0.0)
