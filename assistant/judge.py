@@ -174,7 +174,8 @@ def _judge_survey(plan: Plan, index: NameIndex, coverage: Coverage | None) -> Ve
     if coverage is None or not coverage.hits:
         what = plan.term or plan.topic
         return Verdict(False, "topic_absent", f"No paper in the corpus addresses {what}.", [what])
-    if not plan.term and coverage.best < ADDRESSED:
+    people = plan.filters.authors or plan.filters.first_author  # "which … has Yuang Liu co-authored": they decide
+    if not plan.term and coverage.best < ADDRESSED and not people:
         return Verdict(False, "topic_absent", f"No paper in the corpus addresses {plan.topic}.", [plan.topic])
     return Verdict(True, subject_papers=[h.paper.id for h in coverage.hits])
 

