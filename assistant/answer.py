@@ -42,7 +42,7 @@ from .compose import (
 from .config import Settings
 from .evidence import Evidence, EvidenceSelector, Sentence, record_facts, usable_sentences
 from .filters import Filters
-from .judge import Verdict, check_reply, judge_question
+from .judge import Verdict, check_reply, judge_question, yes_no
 from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError, one_line
 from .names import mentions, method_name, proposal_sentence
 from .paper import Paper
@@ -278,7 +278,13 @@ class Assistant:
         gathered = gather(plan, self.retriever, top_k)
         hits = gathered.hits
         verdict = judge_question(
-            plan, hits, self.retriever.name_index, self.settings.retrieval, self._sentences, gathered.coverage
+            plan,
+            hits,
+            self.retriever.name_index,
+            self.settings.retrieval,
+            self._sentences,
+            gathered.coverage,
+            gathered.answerable,
         )
         prepared = Prepared(plan, gathered, verdict, hits)
         if not verdict.answerable or plan.kind == "listing":
@@ -289,7 +295,7 @@ class Assistant:
             if plan.term:
                 return prepared  # a content listing is complete from the records: no model to ask
             # a topical survey: the findings first, then the model's synthesis of them
-        if verdict.subject_papers and plan.kind in ("factoid", "summary"):
+        if verdict.subject_papers and plan.kind in ("factoid", "summary") and not plan.every_match:
             # the question names its subject: papers that do not use every name it asks about are distractors
             hits = [h for h in hits if h.paper.id in verdict.subject_papers] or hits
         if plan.kind == "summary":
@@ -445,6 +451,8 @@ class Assistant:
             answer.prompt_tokens = stats.prompt_tokens or 0
             answer.completion_tokens = stats.completion_tokens or 0
         self._finish(answer, text, prepared)
+        if (said := _not_mentioned(prepared)) and not answer.refused:
+            answer.text = f"{said}\n\n{answer.text}"
         answer.evidence = evidence.ranked()
         yield finish()
 
@@ -839,8 +847,10 @@ class Assistant:
         answer.contexts = [
             c.model_copy(update={"text": first}) for c, first in zip(self._contexts(hits, None), firsts, strict=True)
         ]
+        # the count is of every record the filters admit (the figure a "how many" asks for), not of those shown
+        matching = sum(answer.filters.matches(p) for p in self.retriever.papers.values())
         lines = [
-            (f"{len(hits)} papers in the corpus match" if len(hits) != 1 else "1 paper in the corpus matches")
+            (f"{matching} papers in the corpus match" if matching != 1 else "1 paper in the corpus matches")
             + f" {answer.filters_applied}"
             + (" (the most relevant first):" if len(hits) > 1 else ":")
         ]
@@ -851,7 +861,6 @@ class Assistant:
             named = f" — {name}" if name and name not in p.title else ""
             lines.append(f"- {display(p.title)} ({facts}){named}: “{display(first, 45)}” [{n}]")
             answer.citations.append(Citation.of(n, p, first))
-        matching = sum(answer.filters.matches(p) for p in self.retriever.papers.values())
         if matching > len(hits):
             lines.append(f"(showing the {len(hits)} most relevant of {matching}; narrow the filters to see others)")
         answer.text = "\n".join(lines)
@@ -866,6 +875,18 @@ class Assistant:
         answer.text = verdict.reason or REFUSAL
         answer.citations = []
         answer.possibly_related = [h.paper.title for h in hits[:3]]
+
+
+def _not_mentioned(prepared: Prepared) -> str:
+    """What the chosen paper's abstract does not mention of the names asked about ("No: …" to a yes/no question,
+    the correction of a false premise), decided by the judge from the paper's own record."""
+    missing = prepared.verdict.missing
+    if not missing or prepared.plan.kind == "comparison" or not prepared.hits:
+        return ""
+    paper = prepared.hits[0].paper
+    name = method_name(paper) or f"“{paper.title}”"
+    said = f"The abstract of {name} does not mention {' or '.join(missing)}."
+    return f"No. {said}" if yes_no(prepared.plan.question) else said
 
 
 def _with_findings(evidence: Evidence, findings: Findings) -> Evidence:

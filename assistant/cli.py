@@ -804,6 +804,61 @@ def eval_(
         raise typer.Exit(130)
 
 
+@app.command("tune")
+def tune(
+    dataset: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--dataset",
+            help="Labelled question sets (JSONL); their tune splits are fit, the rest scored. Default: every set in "
+            "evals/datasets/ but holdout.jsonl.",
+        ),
+    ] = None,
+    shapes: Annotated[
+        Path | None,
+        typer.Option("--shapes", help="The labelled question bank of the shape classifier (evals/shapes.jsonl)."),
+    ] = None,
+    synthetic: Annotated[
+        int, typer.Option("--synthetic", min=0, help="Synthetic inverse-cloze questions per paper (0: none).")
+    ] = 2,
+) -> None:
+    """Fit the answer-shape classifier and the relevance model on labelled and synthetic data, print their held-out
+    accuracy and calibration, and write them to assistant/trained/ (the shape classifier first: the relevance
+    pairs are planned with it)."""
+    from rich.progress import Progress
+
+    from .evaluation.runner import DATASETS_DIR
+    from .services import open_index
+    from .shape import SHAPES_FILE, train_shapes
+    from .tune import train_relevance
+
+    shapes = shapes or SHAPES_FILE
+    settings = get_settings()
+    sets = dataset or [p for p in sorted(DATASETS_DIR.glob("*.jsonl")) if p.name != "holdout.jsonl"]
+    for p in [*sets, shapes]:
+        if not p.is_file():
+            raise _fail(f"no question set at {p}")
+    _require_store(settings)
+    _check_before_starting(settings)
+    retriever = open_index(settings, read_only=True)
+    try:
+        shape = train_shapes(retriever.store.embedder, shapes, retriever.name_index)
+        shape["model"].save(shape["path"])
+        out.print_json(data={"shape_classifier": shape["meta"]})
+        console.print(f"shape classifier: {shape['path']}", highlight=False)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("relevance pairs", total=None)
+            result = train_relevance(
+                retriever, sets, synthetic, progress=lambda i, n: bar.update(task, completed=i, total=n)
+            )
+    finally:
+        retriever.close()
+    meta = result["meta"]
+    result["model"].save(result["path"])
+    out.print_json(data={"relevance_model": {k: meta[k] for k in ("threshold", "pairs", "tune", "holdout", "weights")}})
+    console.print(f"relevance model: {result['path']}", highlight=False)
+
+
 @app.command("ui")
 def ui(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",

@@ -186,6 +186,13 @@ class RetrievalSettings(_Group):
         le=1.0,
         description="Refuse without asking the model when the best dense cosine similarity is below this...",
     )
+    min_probability: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Refuse a question about one paper when the answerability model (fit by `assistant tune`) gives "
+        "P(the corpus answers it) below this. Unset: the threshold stored with the trained model (0.5).",
+    )
     min_bm25: float = Field(
         4.5, ge=0.0, description="...and no chunk's BM25 score reaches this (see README: calibration)."
     )

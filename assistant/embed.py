@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import threading
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from .config import Settings
+
+QUERY_CACHE = 256  # query embeddings kept (an answer embeds its question several times)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class Embedder:
         self.settings = settings.embed
         # Chunks are sized in this model's tokens; let the model read a whole chunk (BERT positions stop at 512).
         self.max_length = min(512, settings.chunk.max_tokens)
+        self._queries: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._query_lock = threading.Lock()
 
     @cached_property
     def model(self) -> BaseEmbedding:
@@ -162,5 +168,21 @@ class Embedder:
             out[i] = vectors[pos]
         return out
 
+    def forget_queries(self) -> None:
+        """Drop the cached query vectors (the bench times embedding, not the cache)."""
+        with self._query_lock:
+            self._queries.clear()
+
     def embed_query(self, text: str) -> list[float]:
-        return self.model.get_query_embedding(text)
+        # one answer embeds its question several times (shape, search, relevance features): computed once
+        with self._query_lock:
+            hit = self._queries.get(text)
+            if hit is not None:
+                self._queries.move_to_end(text)
+                return list(hit)
+        vector = self.model.get_query_embedding(text)
+        with self._query_lock:
+            self._queries[text] = tuple(vector)
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return list(vector)

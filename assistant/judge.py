@@ -2,18 +2,18 @@
 (did the model's text stay on its evidence?). The model never decides to refuse.
 
 Before generation (`judge_question`), in order:
-1. *Off topic*: the best retrieval scores are below the calibrated floor (`retrieval.min_relevance` dense cosine
+1. *Filters*: the question's filters admit no paper (said with the closest values).
+2. *Off topic*: the best retrieval scores are below the calibrated floor (`retrieval.min_relevance` dense cosine
    and `retrieval.min_bm25`), no name of the question is in the corpus and no author filter applies.
-2. *Named subjects* (names: method, model, dataset, benchmark — YOLOv8, DINOv2, Mamba-2, COCO):
-   - a name by its shape that no paper uses ("No paper in the corpus mentions YOLOv8.");
-   - a quoted, capitalised title of four or more words that no paper has;
-   - "the original X paper" / "X's paper" when no paper presents X as its own;
-   - names of things (not authors or affiliations) that no single retrieved paper uses together ("DoViT on
-     Pascal VOC"); a comparison is exempt, its missing targets become rows of the table;
-   - "what does X reach / how does X …" when no paper that uses the names owns X or names it in its title:
-     the corpus only mentions X in passing (a referent put in by a follow-up's rewrite is exempt).
-3. *Asked quantity*: "how many GPU hours / parameters …", "how much memory …", "how long …" need the paper to
-   report it (the asked word, or a time unit for "how long", and numbers).
+3. *A quoted title* of four or more capitalised words that no paper has.
+4. Surveys: some abstract names the term, or some paper fits the topic (`coverage.ADDRESSED`); comparisons: a
+   target the corpus lacks is a row of the table, never a refusal.
+5. Questions about one paper (`_judge_paper`): the learned answerability model (`assistant.relevance`, fit by
+   `assistant tune`) gives P(the corpus answers it) from the relevance model's scored candidates; below
+   ``retrieval.min_probability`` the question is refused, saying which names no paper writes or owns. Then the
+   chosen paper's own evidence: a figure asked of a name the paper never writes, or a quantity none of its
+   sentences reports, is refused for that paper; a name it does not mention in any other question is said in
+   the answer ("No. The abstract of DoViT does not mention COCO."), which corrects a false premise.
 A refusal says which check failed in one sentence and lists the closest papers.
 
 After generation (`check_reply`): citations are checked against the numbered evidence (`cite.check_citations`);
@@ -42,9 +42,9 @@ from .cite import (
 )
 from .config import RetrievalSettings
 from .coverage import ADDRESSED, Coverage
-from .names import NameIndex, mentions, named_by_shape
+from .names import NameIndex, mentions, method_name, named_by_shape
 from .plan import Plan
-from .quantities import paper_reports_quantity, quantity_heads
+from .quantities import _WHAT_FIGURE, paper_reports_quantity, quantity_heads
 from .retrieve import Hit
 
 
@@ -53,8 +53,8 @@ class Verdict:
     """Whether to answer, and if not, why (one sentence for the user) and which check decided."""
 
     answerable: bool
-    # "filters_empty" | "off_topic" | "name_absent" | "title_absent" | "no_own_paper" | "names_apart" | "quantity"
-    # | "topic_absent"
+    # "filters_empty" | "off_topic" | "title_absent" | "not_relevant" | "absent_in_paper" | "quantity"
+    # | "name_absent" | "topic_absent" (surveys)
     check: str = ""
     reason: str = ""
     missing: list[str] = field(default_factory=list)
@@ -72,12 +72,6 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
-_OWN_PAPER = r"(?:original|first|seminal|official)\s+{n}\b|\b{n}(?:'s)?\s+(?:paper|authors|report)\b"
-# X as the subject of the question: "what does X reach", "how does X …" (not "X's latency": a paper may report
-# what its method does to X)
-_SUBJECT = r"\b(?:does|do|did|is|are|was|were|has|have|can)\s+(?:the\s+)?{n}(?![\w-])"
-
-
 def judge_question(
     plan: Plan,
     hits: list[Hit],
@@ -85,6 +79,7 @@ def judge_question(
     cfg: RetrievalSettings,
     sentences_of,
     coverage: Coverage | None = None,
+    answerable: float | None = None,
 ) -> Verdict:
     """Answer or refuse, before any model call. ``sentences_of(paper)`` gives a paper's usable sentences;
     ``coverage`` is what a survey's gathering found (every paper naming its term, or fitting its topic)."""
@@ -93,7 +88,6 @@ def judge_question(
     if not hits:
         return Verdict(False, "off_topic", "No paper in the corpus matches the question.")
     known = [n for n in plan.names if index.papers_with(n)]
-    methods = [n for n in known if not index.is_record_field(n)]  # names of things, not of authors or places
     best_dense = max(h.dense for h in hits)
     if (
         best_dense < cfg.min_relevance
@@ -120,47 +114,94 @@ def judge_question(
     absent = [n for n in plan.names if named_by_shape(n) and not index.papers_with(n)]
     if plan.kind == "comparison":
         return Verdict(True, missing=absent)  # a target the corpus lacks is a row of the table, not a refusal
-    if absent:
-        return Verdict(False, "name_absent", f"No paper in the corpus mentions {_join(absent)}.", absent)
-    for n in methods:
-        original = re.search(_OWN_PAPER.format(n=re.escape(n)), plan.query, re.I) is not None
-        if original and not index.owners(n, by_title=False):
-            users = sorted(index.papers_with(n))
-            return Verdict(
-                False,
-                "no_own_paper",
-                f"The corpus has no paper of {n} itself; {len(users)} abstract(s) mention it only in passing.",
-                [n],
-            )
-    subject = [h.paper for h in hits]
-    if methods:  # names of things must meet in one paper; authors and affiliations are the filters' business
-        users = set.intersection(*(index.papers_with(n) for n in methods))
-        subject = [h.paper for h in hits if h.paper.id in users]
-        if not subject:
-            if len(methods) == 1:
-                reason = f"No retrieved paper mentions {methods[0]}."
-            else:
-                lead = "both" if len(methods) == 2 else "all of"
-                reason = f"No paper in the corpus mentions {_join(methods, lead)}."
-            return Verdict(False, "names_apart", reason, methods)
-    asked = [n for n in methods if mentions(plan.question, n)]  # a referent the rewrite put in came from the chat
-    for n in asked:
-        # "What AP does YOLOv6-3.0-N reach?" asks about X itself: a paper that only compares with X cannot answer
-        asked_about = re.search(_SUBJECT.format(n=re.escape(n)), plan.query, re.I) is not None
-        if asked_about and not any(index.owns(p.id, n) for p in subject):
-            where = ", ".join(f"“{p.title}”" for p in subject[:2])
-            return Verdict(
-                False,
-                "no_own_paper",
-                f"The corpus mentions {n} only in passing (in {where}); no paper of {n}'s own is in the corpus.",
-                [n],
-            )
-    for how, head in [] if _asks_more_than_quantities(plan.query) else quantity_heads(plan.query):
+    return _judge_paper(plan, hits, index, cfg, sentences_of, answerable)
+
+
+def _judge_paper(
+    plan: Plan, hits: list[Hit], index: NameIndex, cfg: RetrievalSettings, sentences_of, answerable: float | None
+) -> Verdict:
+    """A question about one paper (or a few) is answered when the learned answerability model, reading the
+    relevance model's scored candidates, gives P(the corpus answers it) of at least ``retrieval.min_probability``
+    (a question word the corpus lacks is one of its features, never a refusal by itself). Then the chosen paper's
+    own evidence decides:
+    - the question asks for a figure of a name (a dataset, a baseline) the paper never writes, or no sentence of
+      the paper reports the asked quantity: refused, saying what the abstract lacks;
+    - otherwise it is answered, and what the paper does not mention is said (``missing``): a "no" to a yes/no
+      question, or a false premise corrected from the abstract, is an answer."""
+    from .relevance import load_model, names_its_subject
+
+    ranked = [h for h in hits if h.relevance is not None]
+    if not ranked or answerable is None:
+        return Verdict(True, subject_papers=[h.paper.id for h in hits[:1]])
+    model = load_model()
+    threshold = cfg.min_probability if cfg.min_probability is not None else model.meta.get("threshold", 0.5)
+    best = ranked[0]
+    # a paper that presents a method the question names is its subject: then its own evidence decides (a "no", a
+    # corrected premise, or a figure it lacks), not the answerability model, whose tune traps ("Mamba's own paper",
+    # "TransFuser itself") are questions whose named method no candidate presents
+    if answerable < threshold and not names_its_subject(index, best.paper.id, plan.names):
+        # what the evidence lacks, said in the user's words: the names no paper writes or presents as its own
+        shaped = [n for n in plan.names if named_by_shape(n) and not index.is_record_field(n)]
+        absent = [n for n in shaped if not index.papers_with(n)]
+        unowned = [n for n in shaped if index.papers_with(n) and not index.owners(n, by_title=False)]
+        said = (
+            f"No paper in the corpus mentions {_join(absent)}. "
+            if absent
+            else f"No paper in the corpus presents {_join(unowned)} as its own; abstracts only mention it. "
+            if unowned
+            else ""
+        )
+        return Verdict(
+            False,
+            "not_relevant",
+            f"{said}The corpus does not answer this: the closest paper, “{best.paper.title}”, is not about it "
+            f"(P = {answerable:.2f}, answered from {threshold:.2f}).",
+            absent or unowned,
+        )
+    pair = model.meta.get("pair_threshold", 0.5)
+    subject = [h.paper for h in ranked if h.relevance >= pair] or [best.paper]
+    lacking = paper_lacks(plan.question, plan.query, plan.names, subject, index, sentences_of)
+    if lacking is not None:
+        return lacking
+    lead = subject[0]
+    missing = [n for n in plan.names if not index.is_record_field(n) and not index.paper_uses(lead.id, n)]
+    missing = [n for n in missing if not mentions(f"{lead.title} {lead.abstract}", n)]
+    return Verdict(True, missing=missing, subject_papers=[p.id for p in subject])
+
+
+def paper_lacks(question: str, query: str, names: list[str], subject: list, index: NameIndex, sentences_of):
+    """The refusal the chosen paper's own evidence decides, or None: a figure asked of a name (a dataset, a
+    baseline) the paper never writes, or a quantity none of its sentences reports. ``subject``: the chosen papers,
+    the lead first."""
+    lead = subject[0]
+    missing = [n for n in names if not index.is_record_field(n) and not index.paper_uses(lead.id, n)]
+    missing = [n for n in missing if not mentions(f"{lead.title} {lead.abstract}", n)]
+    heads = [] if _asks_more_than_quantities(query) else quantity_heads(query)
+    asks_figure = bool(heads) or bool(_WHAT_FIGURE.search(query))
+    name = method_name(lead) or f"“{lead.title}”"
+    if asks_figure and missing and not yes_no(question):
+        return Verdict(
+            False,
+            "absent_in_paper",
+            f"The abstract of {name} does not mention {_join(missing)}, so it reports no figure for it.",
+            missing,
+            subject_papers=[lead.id],
+        )
+    for how, head in heads:
         if not any(paper_reports_quantity(sentences_of(p), how, head) for p in subject[:2]):
             what = {"long": "how long it takes"}.get(how, f"the number of {head}" if how == "many" else head)
-            about = f" for {_join(methods)}" if methods else ""
-            return Verdict(False, "quantity", f"No abstract in the corpus reports {what}{about}.", [head or how])
-    return Verdict(True, subject_papers=[p.id for p in subject])
+            return Verdict(
+                False, "quantity", f"The abstract of {name} does not report {what}.", [head or how], [lead.id]
+            )
+    return None
+
+
+def yes_no(question: str) -> bool:
+    """A yes/no question (syntax: it opens with an auxiliary verb)."""
+    return _YES_NO.match(question.strip()) is not None
+
+
+_YES_NO = re.compile(r"(?:does|do|did|is|are|was|were|can|could|has|have|had|will|would)\b", re.I)
 
 
 def _judge_survey(plan: Plan, index: NameIndex, coverage: Coverage | None) -> Verdict:

@@ -21,6 +21,7 @@ from .llm_errors import LLMAuthError, LLMError, LLMModelNotFound, LLMStartError
 from .names import NameIndex, mentions, method_name, paper_name, salient_terms
 from .paper import Paper
 from .retrieve import Hit, Retriever
+from .shape import predict_shape
 
 Kind = Literal["factoid", "comparison", "listing", "survey", "summary"]
 
@@ -500,11 +501,6 @@ def looks_like_followup(question: str) -> bool:
     return _refers_back(question) or len(question.split()) <= 5
 
 
-_LISTING = re.compile(
-    r"^\s*(?:which|what|list|show|find|name)\b[^?]{0,80}\b(?:papers?|works?|articles?)\b"
-    r"|^\s*what (?:else|other)\b|^\s*(?:all |the )?papers\b",
-    re.I,
-)
 _MORE_ASKED = re.compile(r"\band\s+(?:what|how|why|which|who|when|where)\b|,\s*and\b", re.I)
 # "…, and what does each propose?": a listing whose line per paper is its proposal, which the records give
 _EACH_PROPOSES = re.compile(
@@ -513,19 +509,6 @@ _EACH_PROPOSES = re.compile(
     r"|,?\s*and (?:their|its) (?:main )?(?:proposals?|contributions?|methods?)\b",
     re.I,
 )
-
-
-def is_listing(question: str, filters: Filters) -> bool:
-    """A question that asks which papers match its filters (and at most what each proposes)."""
-    if filters.is_empty() or not _LISTING.search(question):
-        return False
-    return not _MORE_ASKED.search(_EACH_PROPOSES.sub(" ", question))
-
-
-def asks_about_matches(question: str, filters: Filters) -> bool:
-    """A listing-shaped question that asks more about the matching papers ("Which 2023 papers by X use
-    distillation, and what accuracy do they report?"): answered from all of them, not from the top three."""
-    return not filters.is_empty() and bool(_LISTING.search(question)) and not is_listing(question, filters)
 
 
 class Plan(BaseModel):
@@ -718,7 +701,6 @@ def _rules_plan(
         applied.validate()
     except ValueError as exc:
         raise PlanError(str(exc)) from None
-    compared = comparison_targets(query)
     stated = filter_words(applied)
     if _only_filters(query, stated):
         said = f" ({applied.describe()})" if not applied.is_empty() else ""
@@ -728,35 +710,32 @@ def _rules_plan(
         )
     # "March", "mid-2023", "cs.CV", "Peking": words of the filters, not names of what the question asks about
     names = [n for n in index.names_in(query) if n.casefold() not in stated and not _DATED.search(n)]
+    # the answer's shape is the learned classifier's (assistant.shape); the syntax below only fills it in
+    shapes = predict_shape(query, retriever.store.embedder, index)
+    shape = next(iter(shapes))
+    why.append("shape: " + ", ".join(f"{k} {v:.2f}" for k, v in list(shapes.items())[:2]))
     kind: Kind = "factoid"
-    listing = is_listing(query, applied)
-    if not compared and not listing:
-        compared = _implicit_targets(names, index)
-        if compared:
-            why.append("names the methods of different papers: " + ", ".join(compared))
+    compared: list[str] = []
     described = ""
-    if not compared and not listing:
-        count, described = counted_papers(query)
-        if count:
-            compared = [f"described paper {i}" for i in range(1, count + 1)]
-            why.append(f"compares {count} papers described as “{described}”")
     every = False
     topic = term = ""
     aspects: list[str] = []
     length = asked_length(query)
-    if compared:
-        kind = "comparison"
-        why.append("comparison of " + ", ".join(compared))
-        aspects = question_aspects(query, compared if not described else [described])
-        if aspects:
-            why.append("compared on " + "; ".join(aspects))
-    elif listing:
-        kind = "listing"
-        why.append("asks which papers match the filters")
-    elif asks_about_matches(query, applied):
-        every = True
-        why.append("asks about every paper the filters admit")
-    elif asks_for_papers(query) and not _names_a_paper(names, index, query) and not focus and not exclude:
+    if shape == "compare":
+        compared, described, said = _compared_targets(query, names, index)
+        if said:
+            why.append(said)
+        if len(compared) < 2:  # a comparison with one real target is a question about that paper
+            compared, described = [], ""
+            why.append("fewer than two compared papers: answered as a question about one paper")
+    if shape in ("set", "aggregate") and not applied.is_empty() and not focus:
+        if _MORE_ASKED.search(_EACH_PROPOSES.sub(" ", query)):
+            every = True
+            why.append("asks about every paper the filters admit")
+        else:
+            kind = "listing"
+            why.append("asks which papers match the filters")
+    elif shape in ("set", "aggregate") and not focus and not exclude:
         kind = "survey"
         topic = topic_phrase(query)
         term = _listed_term(query, names, index, stated, topic)
@@ -766,7 +745,13 @@ def _rules_plan(
         why.append(
             f"asks for every paper that names {term}" if term else f"asks for every paper that addresses “{topic}”"
         )
-    elif length is not None or asks_summary(query):
+    elif compared:
+        kind = "comparison"
+        why.append("comparison of " + ", ".join(compared))
+        aspects = question_aspects(query, compared if not described else [described])
+        if aspects:
+            why.append("compared on " + "; ".join(aspects))
+    elif shape == "summary":
         kind = "summary"
         why.append(f"asks for a summary in at most {length or SUMMARY_SENTENCES} sentences")
     if names:
@@ -797,47 +782,8 @@ def _rules_plan(
 
 
 # -- surveys, summaries and what a question asks about each paper ----------------------------------------------
-# A request for a set of papers: a plural noun for papers or methods after a question word ("which papers …",
-# "what approaches to …", "list the works …"), "any work / research on", an overview or survey of the corpus, or
-# what the corpus/collection says. Singular ("which method …") asks for one paper: a factoid.
-# ("works" is left out: "which of the two works on RGB-D images" is a verb; "work" and "research" are the mass
-# nouns: "what work in the corpus targets …")
-_SET_NOUNS = frozenset(
-    {"papers", "studies", "approaches", "articles", "abstracts", "techniques", "methods", "work", "research"}
-)
-_SET_ASK = frozenset({"which", "what", "list", "any", "show", "find", "name", "are", "there", "other", "all"})
-_SET_PHRASE = re.compile(
-    r"\b(?:overview|survey|landscape)\b(?! paper)|\b(?:any|other) (?:work|research)\b|\bresearch on\b"
-    r"|\b(?:every|all|each) (?:paper|abstract|work|study)s?\b(?! (?:propose|introduce|contribute|do)\b)"
-    r"|\bwhat (?:does|do|is) (?:the|this) (?:corpus|collection)\b|\b(?:corpus|collection) (?:cover|offer|have)\b",
-    re.I,
-)
-
-
-def asks_for_papers(question: str) -> bool:
-    """A question that asks for the set of papers on something (a survey or a content listing), not one paper."""
-    words = [w.casefold() for w in re.findall(r"[A-Za-z]+", question)]
-    for i, w in enumerate(words):
-        if w in _SET_NOUNS and _SET_ASK & set(words[max(0, i - 6) : i]):
-            return True
-    return _SET_PHRASE.search(question) is not None
-
-
-def _names_a_paper(names: list[str], index: NameIndex, question: str) -> bool:
-    """The question names one paper's own method as its subject ("Which datasets does DoViT report on?"): a question
-    about that paper, whatever its wording — unless it asks which abstracts mention that name."""
-    # a paper's own name that no other paper uses: the paper is the subject (a name several papers use — Mamba,
-    # Kolmogorov-Arnold, LiDAR — is a topic to list papers by)
-    own = [
-        n
-        for n in names
-        if not index.is_record_field(n)
-        and (owners := index.owners(n, by_title=False))
-        and index.papers_with(n) <= owners
-    ]
-    return bool(own) and not re.search(r"\b(?:mention|name|cite|use)s?\b", question, re.I)
-
-
+# Whether a question asks for a set of papers, a summary or one paper is the shape classifier's decision
+# (assistant.shape); what follows reads the parts of such a question once its shape is known.
 def _listed_term(question: str, names: list[str], index: NameIndex, stated: set[str], topic: str) -> str:
     """The name a survey lists papers by ("Which papers report results on PASCAL VOC?" -> PASCAL VOC): adjacent
     name tokens joined when the corpus writes them together; of several names, the rarest the corpus has. Only when
@@ -913,14 +859,6 @@ def asked_length(question: str) -> int | None:
     return _LENGTHS.get(word)
 
 
-_SUMMARY = re.compile(r"\b(?:summari[sz]e|summary|summarise|tl;?dr|what is (?:.{2,120}) about)\b", re.I)
-
-
-def asks_summary(question: str) -> bool:
-    return _SUMMARY.search(question) is not None
-
-
-# what a comparison or survey asks about each paper: the asking clause without its question words and targets
 _ASK_WORDS = frozenset(
     {
         *("how", "what", "which", "where", "why", "when", "who", "whose", "does", "do", "did", "is", "are", "was"),
@@ -1036,6 +974,32 @@ def _implicit_targets(names: list[str], index: NameIndex) -> list[str]:
     return owned[:4] if len(set(owners)) == len(owners) else []
 
 
+def _compared_targets(query: str, names: list[str], index: NameIndex) -> tuple[list[str], str, str]:
+    """(targets, description, why) of a question the classifier reads as a comparison. The separators ("vs",
+    "and", "the one that …") give the spans; a span that names no paper's own method while other spans do ("what
+    COCO accuracy do they report") is an aspect of the comparison, not a paper."""
+    spans = comparison_targets(query)
+    if spans:
+        # a bare name is a target even when the corpus lacks its paper (a row that says so); a clause around names
+        # no paper owns ("what COCO accuracy do they report") is what is asked of the targets
+        def paper(t: str) -> bool:
+            names = index.names_in(t)
+            bare = len(t.split()) <= sum(len(n.split()) for n in names) + 1
+            return any(index.owners(n, by_title=False) for n in names) or (bool(names) and bare)
+
+        kept = [t for t in spans if paper(t)] if any(paper(t) for t in spans) else spans
+        if len(kept) < len(spans):
+            return kept, "", "read as aspects, not papers: " + "; ".join(t for t in spans if t not in kept)
+        return spans, "", ""
+    implicit = _implicit_targets(names, index)
+    if implicit:
+        return implicit, "", "names the methods of different papers: " + ", ".join(implicit)
+    count, described = counted_papers(query)
+    if count:
+        return [f"described paper {i}" for i in range(1, count + 1)], described, f"compares {count} papers described"
+    return [], "", ""
+
+
 # Family names many papers share: a compared target named only by one of these is found by retrieval, not by name.
 _GENERIC_NAMES = {"yolo", "vit", "cnn", "gnn", "llm", "llms", "nlp", "rl"}
 LISTING_MAX = 20
@@ -1050,13 +1014,23 @@ class Gathered(BaseModel):
     hits: list[Hit]
     per_target: dict[str, Hit | None] = Field(default_factory=dict)
     coverage: Coverage | None = Field(None, description="Surveys: the papers that name the term or fit the topic.")
+    answerable: float | None = Field(
+        None, description="Questions about one paper: the answerability model's P(the corpus answers the question)."
+    )
 
     def picked(self) -> dict[str, str | None]:
         """Each compared target and the title of the paper picked for it (None: the corpus lacks it)."""
         return {m: h.paper.title if h else None for m, h in self.per_target.items()}
 
 
-def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = None, mode: str | None = None) -> Gathered:
+def gather(
+    plan: Plan,
+    retriever: Retriever,
+    top_k: int,
+    depth: int | None = None,
+    mode: str | None = None,
+    rerank: bool = True,
+) -> Gathered:
     """Retrieve for a plan: the top papers, every compared target's own paper first (a named target must be named
     by its paper, else the corpus lacks it), all matching papers for a listing, and any paper that uses every name
     the question asks about (a name retrieval missed is still the question's subject)."""
@@ -1074,17 +1048,25 @@ def gather(plan: Plan, retriever: Retriever, top_k: int, depth: int | None = Non
         return Gathered(hits=list(coverage.hits), coverage=coverage)
     if plan.every_match:
         depth = max(depth, EVERY_MAX)
+    if plan.kind != "comparison":
+        # one candidate pool, ordered by the learned relevance model: the papers a follow-up points at and a
+        # paper that uses every name the question asks about are candidates even when retrieval missed them
+        pool = _search(plan, retriever, max(depth, RERANK_POOL) + len(plan.exclude), filters, mode)
+        pool = [h for h in pool if h.paper.id not in plan.exclude]
+        seen = {h.paper.id for h in pool}
+        for pid in [*plan.focus, *_named_users(plan, retriever, filters)]:
+            if pid in retriever.papers and pid not in seen and pid not in plan.exclude:
+                pool.append(Hit(paper=retriever.papers[pid]))
+                seen.add(pid)
+        if not rerank:
+            return Gathered(hits=pool[: max(depth, RERANK_POOL)])
+        ranked, answerable = rank_by_relevance(plan, retriever, pool)
+        return Gathered(hits=ranked[:depth], answerable=answerable)
     hits = _search(plan, retriever, depth + len(plan.exclude), filters, mode)
     if plan.exclude:  # "another paper": the discussed ones are left out, the rest ranked by how well they fit
         hits = [h for h in hits if h.paper.id not in plan.exclude]
         fit = paper_fit(retriever, PRONOUN.sub(" ", plan.query), [h.paper.id for h in hits])
         hits = sorted(hits, key=lambda h: -fit[h.paper.id])[:depth]
-    if plan.focus and plan.kind != "comparison":  # the paper a follow-up means leads, whatever else ranks
-        ranked = {h.paper.id: h for h in hits}
-        lead = [ranked.get(pid) or Hit(paper=retriever.papers[pid]) for pid in plan.focus if pid in retriever.papers]
-        hits = [*lead, *(h for h in hits if h.paper.id not in plan.focus)][:depth]
-    if plan.kind != "comparison":
-        return Gathered(hits=_with_named_paper(plan, retriever, hits, depth, filters, mode))
     per_target: dict[str, Hit | None] = {}
     chosen: dict[str, Hit] = {}
     if plan.described:  # the N papers the question (its description and what it asks) fits best, one per target
@@ -1184,17 +1166,34 @@ def _clauses(question: str) -> list[str]:
     return [x for x in re.split(r"(?<=[.?!:])\s+", question.strip()) if x]
 
 
-def _with_named_paper(plan: Plan, retriever: Retriever, hits: list[Hit], depth: int, filters, mode) -> list[Hit]:
+RERANK_POOL = 20  # candidates the relevance model orders (the pool `assistant tune` fits it on)
+
+
+def _named_users(plan: Plan, retriever: Retriever, filters) -> list[str]:
+    """The few papers (at most 3) that use every name the question asks about: candidates retrieval may miss."""
     index: NameIndex = retriever.name_index
     known = [n for n in plan.names if index.papers_with(n)]
     if not known:
-        return hits
+        return []
     users = set.intersection(*(index.papers_with(n) for n in known)) & set(retriever.papers)
     if filters is not None:
         users = {pid for pid in users if filters.matches(retriever.papers[pid])}
-    if not users or any(h.paper.id in users for h in hits) or len(users) > 3:
-        return hits
-    extra = [h for h in retriever.search(plan.query, top_k=30, filters=filters, mode=mode) if h.paper.id in users]
-    if not extra:
-        extra = [Hit(paper=retriever.papers[pid]) for pid in sorted(users)]
-    return (extra[:1] + hits)[:depth] if depth > 1 else extra[:1]
+    return sorted(users) if len(users) <= 3 else []
+
+
+def rank_by_relevance(plan: Plan, retriever: Retriever, pool: list[Hit]) -> tuple[list[Hit], float | None]:
+    """The pool ordered by the relevance model's probability, which each hit carries (``hit.relevance``), and the
+    answerability model's P(the corpus answers the question)."""
+    from .relevance import candidate_features, load_model, question_features
+
+    if not pool:
+        return [], None
+    model = load_model()
+    scored = model.score(candidate_features(retriever, plan.query, pool, plan.names, plan.focus, plan.discussed))
+    by_id = {h.paper.id: h for h in pool}
+    out = []
+    for c in scored:
+        hit = by_id[c.paper_id]
+        hit.relevance = c.probability
+        out.append(hit)
+    return out, model.answer_probability(question_features(retriever, plan.names, scored))

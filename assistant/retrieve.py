@@ -48,6 +48,7 @@ class Hit:
     paper: Paper
     chunks: list[Chunk] = field(default_factory=list)
     score: float = 0.0  # fused score used for ranking
+    relevance: float | None = None  # P(the question is about this paper), from the relevance model when it ranked
 
     @property
     def dense(self) -> float:
@@ -64,6 +65,7 @@ class Hit:
             "score": round(self.score, 5),
             "dense": round(self.dense, 4),
             "bm25": round(self.bm25, 3),
+            "relevance": None if self.relevance is None else round(self.relevance, 4),
             "chunks": [c.node_id for c in self.chunks],
         }
 

@@ -22,6 +22,7 @@ from assistant.coverage import TopicIndex
 from assistant.evaluation import metrics as M
 from assistant.evaluation import runner
 from assistant.evaluation.runner import EvalError, load_dataset, run_eval
+from assistant.evidence import SentenceIndex
 from assistant.llm_errors import LLMStartError
 from assistant.names import NameIndex
 from assistant.paper import Paper
@@ -332,7 +333,11 @@ class FakeEmbedder:
         return "fake embedder"
 
     def embed_texts(self, texts):  # one-hot by text: only a verbatim copy is similar
-        return [[1.0 if i == sum(map(ord, t)) % 64 else 0.0 for i in range(64)] for t in texts]
+        # as wide as MiniLM's vectors: the planner's trained shape classifier reads them
+        return [[1.0 if i == sum(map(ord, t)) % 384 else 0.0 for i in range(384)] for t in texts]
+
+    def embed_query(self, text):
+        return self.embed_texts([text])[0]
 
 
 class FakeStore:
@@ -351,6 +356,7 @@ class FakeRetriever:
         self.name_index = NameIndex.build(PAPERS)  # the planner reads names with it, as with the real retriever
         self.topics = TopicIndex.build(PAPERS)  # and scores compared targets and topics with these two
         self.store = FakeStore()
+        self.sentences = SentenceIndex(PAPERS, embed=self.store.embedder.embed_texts)  # the relevance features
         self.modes: list[str] = []
 
     def paper_dense(self, query, paper_ids):

@@ -198,6 +198,21 @@ def write_markdown(path: Path, metrics: dict, results: list[dict], png_name: str
         ("started", f"{run['started']}, took {run['duration_s']:.1f} s"),
         ("code", run.get("code") or "unknown"),
     ]
+    learned = run.get("learned") or {}
+    if (shape := learned.get("shape")) and "error" not in shape:
+        facts.append(
+            ("shape classifier", f"held-out accuracy {shape['holdout_accuracy']} on {shape['holdout_rows']} q")
+        )
+    if (rel := learned.get("relevance")) and "error" not in rel:
+        facts.append(
+            (
+                "relevance model",
+                f"held-out top-1 {rel['holdout_top1']} (retriever {rel['holdout_retriever_top1']}), pair precision "
+                f"at {rel['pair_threshold']} {rel['holdout_threshold_precision']}, ECE {rel['holdout_ece']}; "
+                f"answerability threshold {rel['threshold']}: held-out answerable kept "
+                f"{rel['holdout_answerable_kept']}, traps refused {rel['holdout_traps_refused']}",
+            )
+        )
     if deltas:
         facts.append(
             ("compared with", f"`{deltas['run']}`" + ("" if deltas["same_dataset"] else " (other questions!)"))

@@ -444,6 +444,35 @@ def default_out_dir(dataset: Path, retrieval_only: bool, mode: str, runs_dir: Pa
     return out
 
 
+def learned_models() -> dict:
+    """The trained artefacts the answers were decided with: their held-out accuracy and calibrated thresholds."""
+    from assistant.relevance import RelevanceModelError, load_model
+    from assistant.shape import ShapeModelError, load_shape_model
+
+    out: dict = {}
+    try:
+        shape = load_shape_model().meta
+        out["shape"] = {k: shape.get(k) for k in ("holdout_accuracy", "holdout_accuracy_by_shape", "holdout_rows")}
+    except ShapeModelError as exc:
+        out["shape"] = {"error": str(exc)}
+    try:
+        meta = load_model().meta
+        held = meta.get("holdout", {})
+        out["relevance"] = {
+            "threshold": meta.get("threshold"),
+            "pair_threshold": meta.get("pair_threshold"),
+            "holdout_top1": held.get("top1"),
+            "holdout_retriever_top1": held.get("retriever_top1"),
+            "holdout_answerable_kept": held.get("answerable_kept"),
+            "holdout_traps_refused": held.get("traps_refused"),
+            "holdout_threshold_precision": held.get("calibration", {}).get("threshold_precision"),
+            "holdout_ece": held.get("calibration", {}).get("ece"),
+        }
+    except RelevanceModelError as exc:
+        out["relevance"] = {"error": str(exc)}
+    return out
+
+
 def _git_revision() -> str | None:
     """The commit the code is at (``+dirty`` with local changes), read-only; None outside a git clone."""
     root = EVALS_DIR.parent
@@ -656,6 +685,7 @@ def run_eval(
         "errors": sum(1 for r in results if r.get("error")),
         "warnings": warnings,
         "code": _git_revision(),
+        "learned": learned_models(),
         **describe,
     }
     deltas = None
