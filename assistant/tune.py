@@ -171,6 +171,51 @@ def synthetic_groups(retriever, per_paper: int = SYNTHETIC_PER_PAPER, seed: int 
     return groups
 
 
+def synthetic_premises(retriever, seed: int = 11, progress=None) -> list[Group]:
+    """Questions that name a paper's own method and ask it about another paper's subject ("How does DoViT handle
+    <another paper's title>?"): the named paper is the positive, though the rest of the question fits the other
+    paper better. People ask so when a premise is false or a method is used outside its paper's task; without
+    them the tune questions rarely show the model that a named method decides the paper (there, the owner is
+    already first in the fused ranking)."""
+    from .names import method_name
+    from .plan import PlanError, gather, plan_question
+
+    rng = random.Random(seed)
+    papers = sorted(retriever.papers.values(), key=lambda p: p.id)
+    named = [(p, n) for p in papers if (n := method_name(p)) and retriever.name_index.owners(n, by_title=False)]
+    out = []
+    for i, (paper, name) in enumerate(named):
+        if progress:
+            progress(i, len(named))
+        other = rng.choice([p for p in papers if p.id != paper.id])
+        question = f"How does {name} handle {other.title.split(':')[-1].strip().lower()}?"
+        try:
+            plan = plan_question(question, [], retriever)
+        except PlanError:
+            continue
+        got = _group(retriever, plan, {paper.id}, pool_of(retriever, plan, gather))
+        if got is None:
+            continue
+        ids, feats = got
+        labels = np.asarray([1 if pid == paper.id else 0 for pid in ids])
+        if labels.any():
+            out.append(
+                Group(
+                    f"premise-{paper.id}",
+                    "synthetic",
+                    "premise",
+                    feats,
+                    labels,
+                    ids,
+                    True,
+                    question,
+                    plan.names,
+                    plan.kind,
+                )
+            )
+    return out
+
+
 def synthetic_traps(retriever, groups: list[Group], seed: int = 7) -> list[Group]:
     """Near-miss questions made from the tune questions that name a paper's own method: the name swapped for one the
     corpus only mentions (a baseline no paper presents as its own) or for a version of it the corpus lacks. The
@@ -417,6 +462,7 @@ def train_relevance(
     if groups is None:
         questions = question_groups(retriever, datasets, progress)
         syn = synthetic_groups(retriever, synthetic, progress=progress) if synthetic else []
+        syn += synthetic_premises(retriever, progress=progress) if synthetic else []
         traps = synthetic_traps(retriever, questions)
     else:
         questions, syn, traps = groups

