@@ -163,10 +163,13 @@ def _judge_paper(
     lacking = paper_lacks(plan.question, plan.query, plan.names, subject, index, sentences_of)
     if lacking is not None:
         return lacking
-    lead = subject[0]
-    missing = [n for n in plan.names if not index.is_record_field(n) and not index.paper_uses(lead.id, n)]
-    missing = [n for n in missing if not mentions(f"{lead.title} {lead.abstract}", n)]
-    return Verdict(True, missing=missing, subject_papers=[p.id for p in subject])
+    return Verdict(True, missing=_not_written(plan.names, subject[0], index), subject_papers=[p.id for p in subject])
+
+
+def _not_written(names: list[str], paper, index: NameIndex) -> list[str]:
+    """The names of the question (not authors or affiliations) that the paper's record never writes."""
+    missing = [n for n in names if not index.is_record_field(n) and not index.paper_uses(paper.id, n)]
+    return [n for n in missing if not mentions(f"{paper.title} {paper.abstract}", n)]
 
 
 def paper_lacks(question: str, query: str, names: list[str], subject: list, index: NameIndex, sentences_of):
@@ -174,8 +177,7 @@ def paper_lacks(question: str, query: str, names: list[str], subject: list, inde
     baseline) the paper never writes, or a quantity none of its sentences reports. ``subject``: the chosen papers,
     the lead first."""
     lead = subject[0]
-    missing = [n for n in names if not index.is_record_field(n) and not index.paper_uses(lead.id, n)]
-    missing = [n for n in missing if not mentions(f"{lead.title} {lead.abstract}", n)]
+    missing = _not_written(names, lead, index)
     heads = [] if _asks_more_than_quantities(query) else quantity_heads(query)
     asks_figure = bool(heads) or bool(_WHAT_FIGURE.search(query))
     name = method_name(lead) or f"“{lead.title}”"
