@@ -127,9 +127,27 @@ def _group(retriever, plan, expected, hits):
     return [c.paper_id for c in cands], feats
 
 
+def _synthetic_group(retriever, qid: str, kind: str, question: str, positive: str) -> Group | None:
+    """A synthetic question planned and retrieved as the pipeline does, its one positive paper labelled; None when
+    the planner rejects it ("only states a filter") or the pool misses the paper."""
+    from .plan import PlanError, gather, plan_question
+
+    try:
+        plan = plan_question(question, [], retriever)
+    except PlanError:
+        return None
+    got = _group(retriever, plan, {positive}, pool_of(retriever, plan, gather))
+    if got is None:
+        return None
+    ids, feats = got
+    labels = np.asarray([1 if pid == positive else 0 for pid in ids])
+    if not labels.any():
+        return None
+    return Group(qid, "synthetic", kind, feats, labels, ids, True, question, plan.names, plan.kind)
+
+
 def synthetic_groups(retriever, per_paper: int = SYNTHETIC_PER_PAPER, seed: int = 13, progress=None) -> list[Group]:
     """Inverse-cloze questions: a sentence of each abstract (words dropped), its paper the positive."""
-    from .plan import PlanError, gather, plan_question
     from .text import split_sentences
 
     rng = random.Random(seed)
@@ -143,31 +161,9 @@ def synthetic_groups(retriever, per_paper: int = SYNTHETIC_PER_PAPER, seed: int 
             words = sentence.split()
             kept = [w for w in words if rng.random() > DROP] or words
             query = " ".join(kept)
-            try:
-                plan = plan_question(query, [], retriever)
-            except PlanError:  # a synthetic question the planner rejects ("only states a filter") is not used
-                continue
-            got = _group(retriever, plan, {paper.id}, pool_of(retriever, plan, gather))
-            if got is None:
-                continue
-            ids, feats = got
-            labels = np.asarray([1 if pid == paper.id else 0 for pid in ids])
-            if not labels.any():
-                continue
-            groups.append(
-                Group(
-                    f"syn-{paper.id}-{k}",
-                    "synthetic",
-                    "synthetic",
-                    feats,
-                    labels,
-                    ids,
-                    True,
-                    query,
-                    plan.names,
-                    plan.kind,
-                )
-            )
+            group = _synthetic_group(retriever, f"syn-{paper.id}-{k}", "synthetic", query, paper.id)
+            if group is not None:
+                groups.append(group)
     return groups
 
 
@@ -178,7 +174,6 @@ def synthetic_premises(retriever, seed: int = 11, progress=None) -> list[Group]:
     them the tune questions rarely show the model that a named method decides the paper (there, the owner is
     already first in the fused ranking)."""
     from .names import method_name
-    from .plan import PlanError, gather, plan_question
 
     rng = random.Random(seed)
     papers = sorted(retriever.papers.values(), key=lambda p: p.id)
@@ -189,30 +184,9 @@ def synthetic_premises(retriever, seed: int = 11, progress=None) -> list[Group]:
             progress(i, len(named))
         other = rng.choice([p for p in papers if p.id != paper.id])
         question = f"How does {name} handle {other.title.split(':')[-1].strip().lower()}?"
-        try:
-            plan = plan_question(question, [], retriever)
-        except PlanError:
-            continue
-        got = _group(retriever, plan, {paper.id}, pool_of(retriever, plan, gather))
-        if got is None:
-            continue
-        ids, feats = got
-        labels = np.asarray([1 if pid == paper.id else 0 for pid in ids])
-        if labels.any():
-            out.append(
-                Group(
-                    f"premise-{paper.id}",
-                    "synthetic",
-                    "premise",
-                    feats,
-                    labels,
-                    ids,
-                    True,
-                    question,
-                    plan.names,
-                    plan.kind,
-                )
-            )
+        group = _synthetic_group(retriever, f"premise-{paper.id}", "premise", question, paper.id)
+        if group is not None:
+            out.append(group)
     return out
 
 
